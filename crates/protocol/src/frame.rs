@@ -1,0 +1,1 @@
+//! Request framing: placeholder until the server lands.

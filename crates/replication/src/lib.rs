@@ -1,0 +1,27 @@
+//! Shards: Raft groups (raft-rs `RawNode`) driven by one multi-raft loop per node.
+//!
+//! Map of the crate:
+//! - [`node`] — [`Node`], the handle the Kafka server talks to: append, read, metadata changes.
+//! - [`driver`] — the one thread that ticks every local shard, persists every shard's `Ready` in
+//!   one RocksDB write batch, applies committed entries and answers proposals.
+//! - [`command`] — what a Raft entry carries (data appends, metadata changes) and its encoding.
+//! - [`metadata`] — the metadata shard's state machine: topics, configs, partition → shard.
+//! - [`partition`] — the in-memory state of one partition (offsets, watermarks, wake-ups).
+//! - [`topic_config`] — the topic configs Jet knows, their Kafka defaults and validation.
+//! - [`error`] — [`Error`], the one error type handlers map to Kafka error codes.
+//!
+//! A single node is a cluster of one: shard 0 is the metadata shard, shards `1..=data_shards`
+//! hold partitions, and every one of them is a Raft group with this node as its only voter.
+
+pub mod command;
+pub mod driver;
+pub mod error;
+pub mod metadata;
+pub mod node;
+pub mod partition;
+pub mod topic_config;
+
+pub use error::Error;
+pub use metadata::{ClusterMetadata, PartitionMeta, TopicMeta};
+pub use node::{AppendOutcome, CreateTopic, Node, NodeConfig, ReadResult, TopicPartition};
+pub use partition::PartitionHandle;

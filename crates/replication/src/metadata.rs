@@ -1,0 +1,347 @@
+//! The metadata shard's state machine: topics, their configs and partition → shard placement.
+//!
+//! Every change is a [`MetaCommand`] that goes through the metadata shard's Raft log; applying it
+//! is deterministic (ids and timestamps are chosen by the proposer and carried in the command),
+//! so every replica holds the same document. The whole document is small and is stored as JSON
+//! in one RocksDB key on every apply.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::topic_config;
+use crate::Error;
+
+/// Kafka's limit on topic name length.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// The cluster metadata every node holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClusterMetadata {
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// Where the next partition is placed (round robin over data shards).
+    pub placement_cursor: u64,
+    /// The next unallocated producer id.
+    #[serde(default)]
+    pub next_producer_id: i64,
+}
+
+/// One topic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopicMeta {
+    /// The topic name.
+    pub name: String,
+    /// The topic id.
+    pub id: Uuid,
+    /// Partitions, by index.
+    pub partitions: Vec<PartitionMeta>,
+    /// The replication factor asked for at creation.
+    pub replication_factor: i16,
+    /// Explicitly set configs (defaults are not stored).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Placement of one partition.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionMeta {
+    /// The data shard that owns the partition.
+    pub shard: u64,
+}
+
+/// A change to the cluster metadata.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum MetaCommand {
+    /// Create a topic.
+    CreateTopic {
+        /// Name.
+        name: String,
+        /// Id, chosen by the proposer.
+        id: Uuid,
+        /// Partition count.
+        partitions: i32,
+        /// Replication factor.
+        replication_factor: i16,
+        /// Explicit configs.
+        configs: BTreeMap<String, String>,
+    },
+    /// Delete a topic and all its data.
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// Grow a topic to `total` partitions.
+    CreatePartitions {
+        /// Name.
+        name: String,
+        /// New partition count.
+        total: i32,
+    },
+    /// Set (`Some`) or remove (`None`) topic configs.
+    AlterConfigs {
+        /// Name.
+        name: String,
+        /// Changes.
+        changes: Vec<(String, Option<String>)>,
+        /// Replace the whole set rather than change the named keys (legacy AlterConfigs).
+        replace: bool,
+    },
+    /// Allocate a block of `count` producer ids.
+    AllocateProducerIds {
+        /// Block size.
+        count: i64,
+    },
+}
+
+/// What applying a [`MetaCommand`] changed, for the driver to act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaEffect {
+    /// Nothing beyond the document.
+    None,
+    /// These partitions now exist (with their shard).
+    PartitionsCreated(Uuid, Vec<(i32, u64)>),
+    /// This topic and all its partitions are gone.
+    TopicDeleted(TopicMeta),
+    /// The first id of an allocated producer-id block.
+    ProducerIds(i64),
+}
+
+/// Checks a topic name as Kafka does.
+pub fn validate_topic_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() {
+        return Err(Error::InvalidTopic("topic name is empty".into()));
+    }
+    if name == "." || name == ".." {
+        return Err(Error::InvalidTopic(format!("topic name {name:?} is not allowed")));
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(Error::InvalidTopic(format!(
+            "topic name is longer than {MAX_TOPIC_NAME_LEN} characters"
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(Error::InvalidTopic(format!(
+            "topic name {name:?} contains {c:?}; only ASCII alphanumerics, '.', '_' and '-' are allowed"
+        )));
+    }
+    Ok(())
+}
+
+impl ClusterMetadata {
+    /// The topic called `name`.
+    pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
+        self.topics.get(name)
+    }
+
+    /// The topic with id `id`.
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicMeta> {
+        self.topics.values().find(|t| &t.id == id)
+    }
+
+    /// Checks a command against the current document without changing it.
+    pub fn check(&self, cmd: &MetaCommand, data_shards: u64) -> Result<(), Error> {
+        self.clone().apply(cmd, data_shards).map(|_| ())
+    }
+
+    /// Applies a command. On error the document is unchanged.
+    pub fn apply(&mut self, cmd: &MetaCommand, data_shards: u64) -> Result<MetaEffect, Error> {
+        match cmd {
+            MetaCommand::CreateTopic {
+                name,
+                id,
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                validate_topic_name(name)?;
+                if self.topics.contains_key(name) {
+                    return Err(Error::TopicAlreadyExists(name.clone()));
+                }
+                if *partitions <= 0 {
+                    return Err(Error::InvalidPartitions(format!(
+                        "number of partitions must be larger than 0, got {partitions}"
+                    )));
+                }
+                if *replication_factor <= 0 {
+                    return Err(Error::InvalidReplicationFactor(format!(
+                        "replication factor must be larger than 0, got {replication_factor}"
+                    )));
+                }
+                topic_config::validate_all(configs).map_err(Error::InvalidConfig)?;
+                let placed = self.place(0, *partitions, data_shards);
+                self.topics.insert(
+                    name.clone(),
+                    TopicMeta {
+                        name: name.clone(),
+                        id: *id,
+                        partitions: placed
+                            .iter()
+                            .map(|(_, shard)| PartitionMeta { shard: *shard })
+                            .collect(),
+                        replication_factor: *replication_factor,
+                        configs: configs.clone(),
+                    },
+                );
+                Ok(MetaEffect::PartitionsCreated(*id, placed))
+            }
+            MetaCommand::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(t) => Ok(MetaEffect::TopicDeleted(t)),
+                None => Err(Error::UnknownTopicOrPartition),
+            },
+            MetaCommand::CreatePartitions { name, total } => {
+                let current = self
+                    .topics
+                    .get(name)
+                    .ok_or(Error::UnknownTopicOrPartition)?
+                    .partitions
+                    .len() as i32;
+                if *total <= current {
+                    return Err(Error::InvalidPartitions(format!(
+                        "topic currently has {current} partitions, which is higher than or equal to the requested {total}"
+                    )));
+                }
+                let placed = self.place(current, *total, data_shards);
+                let topic = self.topics.get_mut(name).expect("checked above");
+                topic
+                    .partitions
+                    .extend(placed.iter().map(|(_, shard)| PartitionMeta { shard: *shard }));
+                Ok(MetaEffect::PartitionsCreated(topic.id, placed))
+            }
+            MetaCommand::AlterConfigs {
+                name,
+                changes,
+                replace,
+            } => {
+                let topic = self
+                    .topics
+                    .get(name)
+                    .ok_or(Error::UnknownTopicOrPartition)?;
+                let mut configs = if *replace {
+                    BTreeMap::new()
+                } else {
+                    topic.configs.clone()
+                };
+                for (k, v) in changes {
+                    match v {
+                        Some(v) => {
+                            topic_config::validate(k, v).map_err(Error::InvalidConfig)?;
+                            configs.insert(k.clone(), v.clone());
+                        }
+                        None => {
+                            if topic_config::config_def(k).is_none() {
+                                return Err(Error::InvalidConfig(format!(
+                                    "unknown topic config {k}"
+                                )));
+                            }
+                            configs.remove(k);
+                        }
+                    }
+                }
+                self.topics.get_mut(name).expect("checked above").configs = configs;
+                Ok(MetaEffect::None)
+            }
+            MetaCommand::AllocateProducerIds { count } => {
+                if *count <= 0 {
+                    return Err(Error::InvalidRequest("producer id block must be positive".into()));
+                }
+                let first = self.next_producer_id;
+                self.next_producer_id += count;
+                Ok(MetaEffect::ProducerIds(first))
+            }
+        }
+    }
+
+    /// Places partitions `from..to` on data shards `1..=data_shards`, round robin.
+    fn place(&mut self, from: i32, to: i32, data_shards: u64) -> Vec<(i32, u64)> {
+        (from..to)
+            .map(|p| {
+                let shard = 1 + self.placement_cursor % data_shards.max(1);
+                self.placement_cursor += 1;
+                (p, shard)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(name: &str, partitions: i32) -> MetaCommand {
+        MetaCommand::CreateTopic {
+            name: name.into(),
+            id: Uuid::new_v4(),
+            partitions,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn topic_lifecycle() {
+        let mut m = ClusterMetadata::default();
+        let eff = m.apply(&create("orders", 3), 2).unwrap();
+        let MetaEffect::PartitionsCreated(_, placed) = eff else {
+            panic!("expected partitions");
+        };
+        assert_eq!(placed, vec![(0, 1), (1, 2), (2, 1)]);
+        assert_eq!(
+            m.apply(&create("orders", 1), 2),
+            Err(Error::TopicAlreadyExists("orders".into()))
+        );
+        m.apply(
+            &MetaCommand::CreatePartitions {
+                name: "orders".into(),
+                total: 5,
+            },
+            2,
+        )
+        .unwrap();
+        assert_eq!(m.topic("orders").unwrap().partitions.len(), 5);
+        assert!(matches!(
+            m.apply(
+                &MetaCommand::CreatePartitions {
+                    name: "orders".into(),
+                    total: 2
+                },
+                2
+            ),
+            Err(Error::InvalidPartitions(_))
+        ));
+        assert!(matches!(
+            m.apply(&MetaCommand::DeleteTopic { name: "orders".into() }, 2),
+            Ok(MetaEffect::TopicDeleted(_))
+        ));
+        assert!(m.topics.is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_topics() {
+        let mut m = ClusterMetadata::default();
+        for (cmd, want) in [
+            (create("", 1), "InvalidTopic"),
+            (create("..", 1), "InvalidTopic"),
+            (create("a/b", 1), "InvalidTopic"),
+            (create(&"x".repeat(250), 1), "InvalidTopic"),
+            (create("ok", 0), "InvalidPartitions"),
+        ] {
+            let err = m.apply(&cmd, 1).unwrap_err();
+            assert!(format!("{err:?}").starts_with(want), "{err:?}");
+        }
+        let mut configs = BTreeMap::new();
+        configs.insert("retention.ms".to_string(), "nope".to_string());
+        let cmd = MetaCommand::CreateTopic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 1,
+            replication_factor: 1,
+            configs,
+        };
+        assert!(matches!(m.apply(&cmd, 1), Err(Error::InvalidConfig(_))));
+        assert!(m.topics.is_empty());
+    }
+}

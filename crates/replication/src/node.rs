@@ -1,0 +1,560 @@
+//! [`Node`]: the replication layer as the Kafka server sees it.
+//!
+//! Writes (appends, metadata changes, log-start moves) become proposals to the driver thread and
+//! are answered when their Raft entry is applied. Reads go straight to RocksDB on a blocking
+//! thread, bounded by the partition's published high watermark.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use jet_storage::{Store, StoreOptions, TopicPartition};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::command::AppendItem;
+use crate::driver::{self, DriverMsg};
+use crate::metadata::{ClusterMetadata, MetaCommand, MetaEffect, TopicMeta};
+use crate::partition::{PartitionHandle, ShardStatus};
+use crate::topic_config;
+use crate::Error;
+
+/// Settings of the replication layer (the broker fills them from flags).
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id (the Kafka broker id and the Raft peer id).
+    pub node_id: u64,
+    /// Directory of the node's RocksDB.
+    pub data_dir: PathBuf,
+    /// Data shards on this node (shard ids `1..=data_shards`; shard 0 is metadata).
+    pub data_shards: u64,
+    /// fsync every Raft write batch (true), or leave flushing to the OS.
+    pub fsync: bool,
+    /// Largest record batch accepted when a topic does not set `max.message.bytes`.
+    pub max_batch_bytes: usize,
+    /// Proposals waiting for the driver before producers wait (backpressure).
+    pub max_pending_proposals: usize,
+    /// Largest Raft entry the driver builds from grouped appends.
+    pub max_entry_bytes: usize,
+    /// Raft tick.
+    pub tick: Duration,
+    /// How often retention is checked.
+    pub retention_check_interval: Duration,
+    /// How long a proposal may wait to be applied.
+    pub proposal_timeout: Duration,
+    /// RocksDB sizing.
+    pub store: StoreOptions,
+}
+
+impl NodeConfig {
+    /// Defaults for a node keeping its data in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            node_id: 1,
+            data_dir,
+            data_shards: 4,
+            fsync: true,
+            max_batch_bytes: 1 << 20,
+            max_pending_proposals: 8192,
+            max_entry_bytes: 8 << 20,
+            tick: Duration::from_millis(100),
+            retention_check_interval: Duration::from_secs(30),
+            proposal_timeout: Duration::from_secs(30),
+            store: StoreOptions::default(),
+        }
+    }
+}
+
+/// What an append got: the offset of its first record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Offset of the first record of the first batch.
+    pub base_offset: i64,
+    /// The LogAppendTime stamped on the batches, or -1 for CreateTime topics.
+    pub log_append_time_ms: i64,
+    /// The partition's log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// Batches read from a partition, and the offsets a Fetch response reports with them.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Stored batches, in offset order.
+    pub batches: Vec<Bytes>,
+    /// The high watermark when the read started.
+    pub high_watermark: i64,
+    /// The log start offset when the read started.
+    pub log_start_offset: i64,
+}
+
+/// A CreateTopics request for one topic.
+#[derive(Debug, Clone)]
+pub struct CreateTopic {
+    /// Name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: i32,
+    /// Replication factor.
+    pub replication_factor: i16,
+    /// Explicit configs.
+    pub configs: BTreeMap<String, String>,
+    /// Check only; change nothing.
+    pub validate_only: bool,
+}
+
+/// State the driver and readers share.
+pub(crate) struct Shared {
+    pub metadata: RwLock<Arc<ClusterMetadata>>,
+    pub partitions: RwLock<HashMap<TopicPartition, PartitionHandle>>,
+    pub shards: Vec<Arc<ShardStatus>>,
+}
+
+impl Shared {
+    pub(crate) fn partition(&self, tp: &TopicPartition) -> Option<PartitionHandle> {
+        self.partitions
+            .read()
+            .expect("partitions lock")
+            .get(tp)
+            .cloned()
+    }
+}
+
+/// One broker's replication layer: its shards, its store, its copy of the cluster metadata.
+pub struct Node {
+    config: NodeConfig,
+    store: Store,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<DriverMsg>,
+    driver: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Node {
+    /// Opens the store, restores every shard, starts the driver, and returns once every local
+    /// shard has a leader.
+    pub async fn start(config: NodeConfig) -> Result<Arc<Node>, Error> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
+        })?;
+        let store = {
+            let dir = config.data_dir.clone();
+            let opts = config.store.clone();
+            tokio::task::spawn_blocking(move || Store::open(&dir, &opts))
+                .await
+                .map_err(|e| Error::Storage(e.to_string()))??
+        };
+        let shards: Vec<Arc<ShardStatus>> = (0..=config.data_shards)
+            .map(|id| {
+                Arc::new(ShardStatus {
+                    id,
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            metadata: RwLock::new(Arc::new(ClusterMetadata::default())),
+            partitions: RwLock::new(HashMap::new()),
+            shards,
+        });
+        let (tx, rx) = mpsc::channel(config.max_pending_proposals.max(1));
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let handle = driver::spawn(config.clone(), store.clone(), shared.clone(), rx, ready_tx)?;
+        let node = Arc::new(Node {
+            config,
+            store,
+            shared,
+            tx,
+            driver: Mutex::new(Some(handle)),
+        });
+        ready_rx.await.map_err(|_| Error::ShuttingDown)??;
+        node.clone().spawn_retention();
+        Ok(node)
+    }
+
+    /// The settings this node runs with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The Kafka broker id.
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id as i32
+    }
+
+    /// A snapshot of the cluster metadata.
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.shared.metadata.read().expect("metadata lock").clone()
+    }
+
+    /// The partition's handle, if it exists.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<PartitionHandle> {
+        self.shared.partition(tp)
+    }
+
+    /// The leader epoch of a shard's partitions.
+    pub fn leader_epoch(&self, shard: u64) -> i32 {
+        self.shared
+            .shards
+            .get(shard as usize)
+            .map_or(-1, |s| s.leader_epoch())
+    }
+
+    /// The status of shard `shard` (leadership and term).
+    pub fn shard_status(&self, shard: u64) -> Option<Arc<ShardStatus>> {
+        self.shared.shards.get(shard as usize).cloned()
+    }
+
+    /// The store (used by the group coordinator to read its records at start-up).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    async fn ask<T>(
+        &self,
+        msg: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> DriverMsg,
+    ) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(msg(tx))
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        match tokio::time::timeout(self.config.proposal_timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(Error::ShuttingDown),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    async fn propose_meta(&self, cmd: MetaCommand) -> Result<MetaEffect, Error> {
+        self.ask(|tx| DriverMsg::Meta { cmd, tx }).await
+    }
+
+    /// Creates a topic (or only checks that it could be created).
+    pub async fn create_topic(&self, req: CreateTopic) -> Result<TopicMeta, Error> {
+        let cmd = MetaCommand::CreateTopic {
+            name: req.name.clone(),
+            id: Uuid::new_v4(),
+            partitions: req.partitions,
+            replication_factor: req.replication_factor,
+            configs: req.configs,
+        };
+        let meta = self.metadata();
+        if req.replication_factor > 1 {
+            // One node cannot hold more than one replica; Kafka answers the same way when a
+            // cluster has fewer brokers than the replication factor.
+            return Err(Error::InvalidReplicationFactor(format!(
+                "replication factor {} is larger than the 1 available broker",
+                req.replication_factor
+            )));
+        }
+        if req.validate_only {
+            meta.check(&cmd, self.config.data_shards)?;
+            let mut m = (*meta).clone();
+            m.apply(&cmd, self.config.data_shards)?;
+            return m.topics.remove(&req.name).ok_or(Error::UnknownTopicOrPartition);
+        }
+        self.propose_meta(cmd).await?;
+        self.metadata()
+            .topic(&req.name)
+            .cloned()
+            .ok_or(Error::UnknownTopicOrPartition)
+    }
+
+    /// Deletes a topic and its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), Error> {
+        self.propose_meta(MetaCommand::DeleteTopic { name: name.into() })
+            .await
+            .map(|_| ())
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), Error> {
+        let cmd = MetaCommand::CreatePartitions {
+            name: name.into(),
+            total,
+        };
+        if validate_only {
+            return self.metadata().check(&cmd, self.config.data_shards);
+        }
+        self.propose_meta(cmd).await.map(|_| ())
+    }
+
+    /// Changes topic configs: `Some` sets, `None` removes. With `replace`, every config not named
+    /// is removed (the legacy AlterConfigs semantics).
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<(String, Option<String>)>,
+        replace: bool,
+        validate_only: bool,
+    ) -> Result<(), Error> {
+        let cmd = MetaCommand::AlterConfigs {
+            name: name.into(),
+            changes,
+            replace,
+        };
+        if validate_only {
+            return self.metadata().check(&cmd, self.config.data_shards);
+        }
+        self.propose_meta(cmd).await.map(|_| ())
+    }
+
+    /// Allocates a block of `count` producer ids and returns the first.
+    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, Error> {
+        match self
+            .propose_meta(MetaCommand::AllocateProducerIds { count })
+            .await?
+        {
+            MetaEffect::ProducerIds(first) => Ok(first),
+            other => Err(Error::Storage(format!(
+                "unexpected producer id allocation result {other:?}"
+            ))),
+        }
+    }
+
+    /// Appends validated record batches to a partition; answers once they are committed and
+    /// applied. Offsets are assigned at apply.
+    pub async fn append(&self, tp: TopicPartition, batches: Bytes) -> Result<AppendOutcome, Error> {
+        let handle = self.partition(&tp).ok_or(Error::UnknownTopicOrPartition)?;
+        if !handle.is_leader() {
+            return Err(Error::NotLeader);
+        }
+        let max = self.max_batch_bytes(&tp);
+        for (_, h) in jet_protocol::batch::iter(&batches) {
+            if h.total_len() > max {
+                return Err(Error::MessageTooLarge {
+                    size: h.total_len(),
+                    max,
+                });
+            }
+        }
+        let shard = handle.shard();
+        self.ask(|tx| DriverMsg::Append {
+            shard,
+            item: AppendItem { tp, batches },
+            tx,
+        })
+        .await
+    }
+
+    /// The largest batch accepted for `tp` (`max.message.bytes`, else the node default).
+    pub fn max_batch_bytes(&self, tp: &TopicPartition) -> usize {
+        let meta = self.metadata();
+        meta.topic_by_id(&tp.topic_id)
+            .and_then(|t| t.configs.get("max.message.bytes"))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(self.config.max_batch_bytes)
+    }
+
+    /// Reads batches from `offset` (the batch holding it first), up to `max_bytes`; `min_one`
+    /// returns the first batch even when it alone is larger.
+    pub async fn read(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, Error> {
+        let handle = self.partition(&tp).ok_or(Error::UnknownTopicOrPartition)?;
+        let high_watermark = handle.high_watermark();
+        let log_start_offset = handle.log_start_offset();
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(Error::OffsetOutOfRange {
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        if offset == high_watermark || max_bytes == 0 && !min_one {
+            return Ok(ReadResult {
+                batches: Vec::new(),
+                high_watermark,
+                log_start_offset,
+            });
+        }
+        let store = self.store.clone();
+        let batches = tokio::task::spawn_blocking(move || {
+            store.read_batches(&tp, offset, high_watermark, max_bytes, min_one)
+        })
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))??;
+        Ok(ReadResult {
+            batches,
+            high_watermark,
+            log_start_offset,
+        })
+    }
+
+    /// The first stored batch (at or after the log start) whose max timestamp is at or after
+    /// `timestamp`; the caller finds the exact record inside it.
+    pub async fn find_batch_by_timestamp(
+        &self,
+        tp: TopicPartition,
+        timestamp: i64,
+    ) -> Result<Option<Bytes>, Error> {
+        let handle = self.partition(&tp).ok_or(Error::UnknownTopicOrPartition)?;
+        let (from, to) = (handle.log_start_offset(), handle.high_watermark());
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || {
+            store.find_batch_by_timestamp(&tp, from, to, timestamp)
+        })
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))??)
+    }
+
+    /// Moves the log start offset of `tp` to `offset` (DeleteRecords); `-1` means the high
+    /// watermark. Returns the new log start offset.
+    pub async fn delete_records(&self, tp: TopicPartition, offset: i64) -> Result<i64, Error> {
+        let handle = self.partition(&tp).ok_or(Error::UnknownTopicOrPartition)?;
+        let hw = handle.high_watermark();
+        let offset = if offset == -1 { hw } else { offset };
+        if offset < 0 || offset > hw {
+            return Err(Error::OffsetOutOfRange {
+                log_start_offset: handle.log_start_offset(),
+                high_watermark: hw,
+            });
+        }
+        let shard = handle.shard();
+        self.ask(|tx| DriverMsg::DeleteRecords {
+            shard,
+            tp,
+            offset,
+            tx,
+        })
+        .await
+    }
+
+    /// Stops the driver: pending proposals finish, the WAL is flushed.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(DriverMsg::Shutdown { tx }).await.is_ok() {
+            let _ = rx.await;
+        }
+        let handle = self.driver.lock().expect("driver lock").take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        if let Err(e) = self.store.flush_wal() {
+            tracing::warn!(error = %e, "flushing the write-ahead log at shutdown failed");
+        }
+    }
+
+    /// Starts the background task that enforces `retention.ms` and `retention.bytes` by
+    /// proposing log-start moves, so every replica deletes the same batches.
+    fn spawn_retention(self: Arc<Self>) {
+        let weak = Arc::downgrade(&self);
+        let every = self.config.retention_check_interval;
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                let Some(node) = weak.upgrade() else { return };
+                if let Err(e) = node.enforce_retention().await {
+                    if e == Error::ShuttingDown {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "retention check failed");
+                }
+            }
+        });
+    }
+
+    /// One retention pass over every partition this node leads.
+    pub async fn enforce_retention(&self) -> Result<(), Error> {
+        let meta = self.metadata();
+        let now_ms = now_ms();
+        for topic in meta.topics.values() {
+            let retention_ms = topic_config::effective_i64(&topic.configs, "retention.ms");
+            let retention_bytes = topic_config::effective_i64(&topic.configs, "retention.bytes");
+            if retention_ms < 0 && retention_bytes < 0 {
+                continue;
+            }
+            for p in 0..topic.partitions.len() as i32 {
+                let tp = TopicPartition::new(topic.id, p);
+                let Some(handle) = self.partition(&tp) else { continue };
+                if !handle.is_leader() {
+                    continue;
+                }
+                let (from, to) = (handle.log_start_offset(), handle.high_watermark());
+                let store = self.store.clone();
+                let infos =
+                    tokio::task::spawn_blocking(move || store.batch_infos(&tp, from, to))
+                        .await
+                        .map_err(|e| Error::Storage(e.to_string()))??;
+                let new_start =
+                    retention_start(&infos, from, now_ms, retention_ms, retention_bytes);
+                if new_start > from {
+                    tracing::debug!(topic = %topic.name, partition = p, from, new_start, "retention moves log start");
+                    self.delete_records(tp, new_start).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the log should start so that the kept batches satisfy both limits. Whole batches are
+/// dropped, oldest first; the newest batch is never dropped by size alone when it is the only
+/// one (Kafka keeps the active segment too).
+fn retention_start(
+    infos: &[jet_storage::BatchInfo],
+    log_start: i64,
+    now_ms: i64,
+    retention_ms: i64,
+    retention_bytes: i64,
+) -> i64 {
+    let mut total: u64 = infos.iter().map(|i| i.size_bytes).sum();
+    let mut start = log_start;
+    for (n, info) in infos.iter().enumerate() {
+        let is_last = n + 1 == infos.len();
+        let too_old = retention_ms >= 0 && info.max_timestamp < now_ms - retention_ms;
+        let too_big = retention_bytes >= 0 && total > retention_bytes as u64;
+        if is_last || !(too_old || too_big) {
+            break;
+        }
+        total -= info.size_bytes;
+        start = info.last_offset + 1;
+    }
+    start
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jet_storage::BatchInfo;
+
+    fn info(base: i64, n: i64, size: u64, ts: i64) -> BatchInfo {
+        BatchInfo {
+            base_offset: base,
+            last_offset: base + n - 1,
+            size_bytes: size,
+            max_timestamp: ts,
+        }
+    }
+
+    #[test]
+    fn retention_by_size_and_time() {
+        let infos = [info(0, 10, 100, 1), info(10, 10, 100, 2), info(20, 10, 100, 3)];
+        // By size: keep at most 150 bytes -> drop two batches but keep the newest.
+        assert_eq!(retention_start(&infos, 0, 10, -1, 150), 20);
+        assert_eq!(retention_start(&infos, 0, 10, -1, 1000), 0);
+        assert_eq!(retention_start(&infos, 0, 10, -1, 0), 20);
+        // By time: everything older than now-7 (ts < 3) goes.
+        assert_eq!(retention_start(&infos, 0, 10, 7, -1), 20);
+        assert_eq!(retention_start(&infos, 0, 10, 100, -1), 0);
+        assert_eq!(retention_start(&[], 5, 10, 0, 0), 5);
+    }
+}
