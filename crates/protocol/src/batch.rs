@@ -181,7 +181,9 @@ pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
         return Err(BatchError::Invalid("batch without records"));
     }
     if h.last_offset_delta != h.record_count - 1 {
-        return Err(BatchError::Invalid("record count does not match last offset delta"));
+        return Err(BatchError::Invalid(
+            "record count does not match last offset delta",
+        ));
     }
     let crc = crc32c::crc32c(&b[CRC_START..h.total_len()]);
     if crc != h.crc {
@@ -291,8 +293,16 @@ mod tests {
         let cases: Vec<(&str, Vec<u8>, BatchError)> = vec![
             ("crc", bad_crc, BatchError::CrcMismatch),
             ("magic", bad_magic, BatchError::UnsupportedMagic(1)),
-            ("count", bad_count, BatchError::Invalid("record count does not match last offset delta")),
-            ("truncated", good[..good.len() - 1].to_vec(), BatchError::Truncated),
+            (
+                "count",
+                bad_count,
+                BatchError::Invalid("record count does not match last offset delta"),
+            ),
+            (
+                "truncated",
+                good[..good.len() - 1].to_vec(),
+                BatchError::Truncated,
+            ),
             ("short header", good[..30].to_vec(), BatchError::Truncated),
             ("length", long_len, BatchError::Truncated),
             ("empty", vec![], BatchError::Empty),

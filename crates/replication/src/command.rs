@@ -4,7 +4,7 @@
 //! and decoding slices the entry's `Bytes` rather than copying batches. Metadata commands are
 //! rare and small, so they are JSON.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
 use jet_storage::TopicPartition;
 use uuid::Uuid;
 
@@ -51,15 +51,15 @@ pub enum Command {
 pub struct DecodeError(pub String);
 
 impl Command {
-    /// Encodes the command into entry bytes.
-    pub fn encode(&self) -> Bytes {
+    /// Encodes the command into entry bytes (a `Vec`, which raft-rs's `propose` takes).
+    pub fn encode(&self) -> Vec<u8> {
         match self {
             Command::Append {
                 timestamp_ms,
                 items,
             } => {
                 let size: usize = items.iter().map(|i| 24 + i.batches.len()).sum();
-                let mut b = BytesMut::with_capacity(13 + size);
+                let mut b = Vec::with_capacity(13 + size);
                 b.put_u8(TAG_APPEND);
                 b.put_i64(*timestamp_ms);
                 b.put_u32(items.len() as u32);
@@ -68,21 +68,21 @@ impl Command {
                     b.put_u32(item.batches.len() as u32);
                     b.put_slice(&item.batches);
                 }
-                b.freeze()
+                b
             }
             Command::DeleteRecords { tp, offset } => {
-                let mut b = BytesMut::with_capacity(29);
+                let mut b = Vec::with_capacity(29);
                 b.put_u8(TAG_DELETE_RECORDS);
                 put_tp(&mut b, tp);
                 b.put_i64(*offset);
-                b.freeze()
+                b
             }
             Command::Meta(cmd) => {
-                let mut b = BytesMut::new();
+                let mut b = Vec::new();
                 b.put_u8(TAG_META);
                 // Serialising plain data to JSON cannot fail.
                 b.put_slice(&serde_json::to_vec(cmd).expect("meta command serialises"));
-                b.freeze()
+                b
             }
         }
     }
@@ -136,7 +136,7 @@ impl Command {
     }
 }
 
-fn put_tp(b: &mut BytesMut, tp: &TopicPartition) {
+fn put_tp(b: &mut Vec<u8>, tp: &TopicPartition) {
     b.put_slice(tp.topic_id.as_bytes());
     b.put_i32(tp.partition);
 }
@@ -174,7 +174,7 @@ mod tests {
             Command::Meta(MetaCommand::DeleteTopic { name: "x".into() }),
         ];
         for c in cmds {
-            assert_eq!(Command::decode(c.encode()).unwrap(), c);
+            assert_eq!(Command::decode(c.encode().into()).unwrap(), c);
         }
     }
 
@@ -189,6 +189,7 @@ mod tests {
             }],
         }
         .encode();
+        let full = Bytes::from(full);
         for n in 0..full.len() {
             assert!(Command::decode(full.slice(..n)).is_err(), "prefix {n}");
         }

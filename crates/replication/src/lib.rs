@@ -22,6 +22,7 @@ pub mod partition;
 pub mod topic_config;
 
 pub use error::Error;
+pub use jet_storage::TopicPartition;
 pub use metadata::{ClusterMetadata, PartitionMeta, TopicMeta};
-pub use node::{AppendOutcome, CreateTopic, Node, NodeConfig, ReadResult, TopicPartition};
+pub use node::{AppendOutcome, CreateTopic, Node, NodeConfig, ReadResult};
 pub use partition::PartitionHandle;

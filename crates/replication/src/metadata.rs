@@ -113,7 +113,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), Error> {
         return Err(Error::InvalidTopic("topic name is empty".into()));
     }
     if name == "." || name == ".." {
-        return Err(Error::InvalidTopic(format!("topic name {name:?} is not allowed")));
+        return Err(Error::InvalidTopic(format!(
+            "topic name {name:?} is not allowed"
+        )));
     }
     if name.len() > MAX_TOPIC_NAME_LEN {
         return Err(Error::InvalidTopic(format!(
@@ -206,9 +208,11 @@ impl ClusterMetadata {
                 }
                 let placed = self.place(current, *total, data_shards);
                 let topic = self.topics.get_mut(name).expect("checked above");
-                topic
-                    .partitions
-                    .extend(placed.iter().map(|(_, shard)| PartitionMeta { shard: *shard }));
+                topic.partitions.extend(
+                    placed
+                        .iter()
+                        .map(|(_, shard)| PartitionMeta { shard: *shard }),
+                );
                 Ok(MetaEffect::PartitionsCreated(topic.id, placed))
             }
             MetaCommand::AlterConfigs {
@@ -246,7 +250,9 @@ impl ClusterMetadata {
             }
             MetaCommand::AllocateProducerIds { count } => {
                 if *count <= 0 {
-                    return Err(Error::InvalidRequest("producer id block must be positive".into()));
+                    return Err(Error::InvalidRequest(
+                        "producer id block must be positive".into(),
+                    ));
                 }
                 let first = self.next_producer_id;
                 self.next_producer_id += count;
@@ -313,7 +319,12 @@ mod tests {
             Err(Error::InvalidPartitions(_))
         ));
         assert!(matches!(
-            m.apply(&MetaCommand::DeleteTopic { name: "orders".into() }, 2),
+            m.apply(
+                &MetaCommand::DeleteTopic {
+                    name: "orders".into()
+                },
+                2
+            ),
             Ok(MetaEffect::TopicDeleted(_))
         ));
         assert!(m.topics.is_empty());

@@ -252,7 +252,10 @@ impl Node {
             meta.check(&cmd, self.config.data_shards)?;
             let mut m = (*meta).clone();
             m.apply(&cmd, self.config.data_shards)?;
-            return m.topics.remove(&req.name).ok_or(Error::UnknownTopicOrPartition);
+            return m
+                .topics
+                .remove(&req.name)
+                .ok_or(Error::UnknownTopicOrPartition);
         }
         self.propose_meta(cmd).await?;
         self.metadata()
@@ -477,16 +480,17 @@ impl Node {
             }
             for p in 0..topic.partitions.len() as i32 {
                 let tp = TopicPartition::new(topic.id, p);
-                let Some(handle) = self.partition(&tp) else { continue };
+                let Some(handle) = self.partition(&tp) else {
+                    continue;
+                };
                 if !handle.is_leader() {
                     continue;
                 }
                 let (from, to) = (handle.log_start_offset(), handle.high_watermark());
                 let store = self.store.clone();
-                let infos =
-                    tokio::task::spawn_blocking(move || store.batch_infos(&tp, from, to))
-                        .await
-                        .map_err(|e| Error::Storage(e.to_string()))??;
+                let infos = tokio::task::spawn_blocking(move || store.batch_infos(&tp, from, to))
+                    .await
+                    .map_err(|e| Error::Storage(e.to_string()))??;
                 let new_start =
                     retention_start(&infos, from, now_ms, retention_ms, retention_bytes);
                 if new_start > from {
@@ -547,7 +551,11 @@ mod tests {
 
     #[test]
     fn retention_by_size_and_time() {
-        let infos = [info(0, 10, 100, 1), info(10, 10, 100, 2), info(20, 10, 100, 3)];
+        let infos = [
+            info(0, 10, 100, 1),
+            info(10, 10, 100, 2),
+            info(20, 10, 100, 3),
+        ];
         // By size: keep at most 150 bytes -> drop two batches but keep the newest.
         assert_eq!(retention_start(&infos, 0, 10, -1, 150), 20);
         assert_eq!(retention_start(&infos, 0, 10, -1, 1000), 0);

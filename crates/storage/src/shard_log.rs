@@ -229,7 +229,9 @@ mod tests {
         assert_eq!(log.first_index().unwrap(), 3);
         assert_eq!(log.term(2).unwrap(), 1);
         assert!(log.term(1).is_err());
-        let got = log.entries(3, 4, None, GetEntriesContext::empty(false)).unwrap();
+        let got = log
+            .entries(3, 4, None, GetEntriesContext::empty(false))
+            .unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].index, 3);
     }

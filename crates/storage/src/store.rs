@@ -11,7 +11,7 @@ use bytes::Bytes;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
 use rocksdb::{
-    BoundColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options,
+    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options,
     ReadOptions, WriteOptions, DB,
 };
 
@@ -150,7 +150,7 @@ impl Store {
         Ok(Store { db: Arc::new(db) })
     }
 
-    fn cf(&self, name: &str) -> Arc<BoundColumnFamily<'_>> {
+    fn cf(&self, name: &str) -> &ColumnFamily {
         // Every family is created at open, so a missing one is a programming error.
         self.db
             .cf_handle(name)
@@ -210,9 +210,9 @@ impl Store {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(end.to_vec());
         let mut entries = Vec::new();
-        for item in self
-            .db
-            .iterator_cf_opt(&log_cf, ro, IteratorMode::From(&start, Direction::Forward))
+        for item in
+            self.db
+                .iterator_cf_opt(&log_cf, ro, IteratorMode::From(&start, Direction::Forward))
         {
             let (_, v) = item?;
             entries.push(Entry::parse_from_bytes(&v)?);
@@ -235,9 +235,9 @@ impl Store {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(vec![keys::META_PARTITION_PREFIX + 1]);
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf_opt(&cf, ro, IteratorMode::From(&prefix, Direction::Forward))
+        for item in
+            self.db
+                .iterator_cf_opt(&cf, ro, IteratorMode::From(&prefix, Direction::Forward))
         {
             let (k, v) = item?;
             if let Some(tp) = keys::parse_partition_state(&k) {
@@ -495,8 +495,11 @@ impl Batch {
 
     /// Stores one record batch of `tp` at `base_offset`.
     pub fn put_record_batch(&mut self, tp: &TopicPartition, base_offset: i64, batch: &[u8]) {
-        self.wb
-            .put_cf(&self.store.cf(CF_LOG), keys::log_entry(tp, base_offset), batch);
+        self.wb.put_cf(
+            &self.store.cf(CF_LOG),
+            keys::log_entry(tp, base_offset),
+            batch,
+        );
     }
 
     /// Deletes the batches of `tp` whose base offset is below `below_offset`.
@@ -574,13 +577,19 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(&got[0][0..8], &10i64.to_be_bytes());
         // The high watermark bounds the read.
-        assert_eq!(store.read_batches(&tp, 0, 20, 1 << 20, true).unwrap().len(), 2);
+        assert_eq!(
+            store.read_batches(&tp, 0, 20, 1 << 20, true).unwrap().len(),
+            2
+        );
         // max_bytes bounds it too, but one batch always comes back with min_one.
         assert_eq!(store.read_batches(&tp, 0, 30, 150, true).unwrap().len(), 1);
         assert_eq!(store.read_batches(&tp, 0, 30, 50, true).unwrap().len(), 1);
         assert_eq!(store.read_batches(&tp, 0, 30, 50, false).unwrap().len(), 0);
 
-        let by_ts = store.find_batch_by_timestamp(&tp, 0, 30, 150).unwrap().unwrap();
+        let by_ts = store
+            .find_batch_by_timestamp(&tp, 0, 30, 150)
+            .unwrap()
+            .unwrap();
         assert_eq!(&by_ts[0..8], &10i64.to_be_bytes());
         assert_eq!(store.bytes_below(&tp, 0, 20).unwrap(), 200);
         assert_eq!(store.batch_base_at_or_after(&tp, 12, 30).unwrap(), Some(10));
