@@ -13,6 +13,7 @@ use crate::metadata::MetaCommand;
 const TAG_APPEND: u8 = 1;
 const TAG_DELETE_RECORDS: u8 = 2;
 const TAG_META: u8 = 3;
+const TAG_GROUP_WRITE: u8 = 4;
 
 /// Batches for one partition, as one producer request sent them.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +44,12 @@ pub enum Command {
     },
     /// A cluster-metadata change (metadata shard only).
     Meta(MetaCommand),
+    /// Consumer-group records (committed offsets, group state) to set (`Some`) or delete
+    /// (`None`) in the `meta` column family. Keys always carry the group prefix.
+    GroupWrite {
+        /// Key/value changes, applied in order.
+        ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    },
 }
 
 /// A payload that does not decode: a bug or a damaged log, never client input.
@@ -75,6 +82,28 @@ impl Command {
                 b.put_u8(TAG_DELETE_RECORDS);
                 put_tp(&mut b, tp);
                 b.put_i64(*offset);
+                b
+            }
+            Command::GroupWrite { ops } => {
+                let size: usize = ops
+                    .iter()
+                    .map(|(k, v)| 9 + k.len() + v.as_ref().map_or(0, Vec::len))
+                    .sum();
+                let mut b = Vec::with_capacity(5 + size);
+                b.put_u8(TAG_GROUP_WRITE);
+                b.put_u32(ops.len() as u32);
+                for (k, v) in ops {
+                    b.put_u32(k.len() as u32);
+                    b.put_slice(k);
+                    match v {
+                        Some(v) => {
+                            b.put_u8(1);
+                            b.put_u32(v.len() as u32);
+                            b.put_slice(v);
+                        }
+                        None => b.put_u8(0),
+                    }
+                }
                 b
             }
             Command::Meta(cmd) => {
@@ -128,6 +157,35 @@ impl Command {
                     offset: data.get_i64(),
                 })
             }
+            TAG_GROUP_WRITE => {
+                let take = |data: &mut Bytes| -> Result<Vec<u8>, DecodeError> {
+                    if data.remaining() < 4 {
+                        return Err(err("group write length"));
+                    }
+                    let len = data.get_u32() as usize;
+                    if data.remaining() < len {
+                        return Err(err("group write bytes"));
+                    }
+                    Ok(data.split_to(len).to_vec())
+                };
+                if data.remaining() < 4 {
+                    return Err(err("group write count"));
+                }
+                let n = data.get_u32() as usize;
+                let mut ops = Vec::with_capacity(n.min(4096));
+                for _ in 0..n {
+                    let k = take(&mut data)?;
+                    if data.remaining() < 1 {
+                        return Err(err("group write flag"));
+                    }
+                    let v = match data.get_u8() {
+                        0 => None,
+                        _ => Some(take(&mut data)?),
+                    };
+                    ops.push((k, v));
+                }
+                Ok(Command::GroupWrite { ops })
+            }
             TAG_META => serde_json::from_slice(&data)
                 .map(Command::Meta)
                 .map_err(|e| DecodeError(e.to_string())),
@@ -172,6 +230,12 @@ mod tests {
             },
             Command::DeleteRecords { tp, offset: 99 },
             Command::Meta(MetaCommand::DeleteTopic { name: "x".into() }),
+            Command::GroupWrite {
+                ops: vec![
+                    (b"gk".to_vec(), Some(b"v".to_vec())),
+                    (b"gx".to_vec(), None),
+                ],
+            },
         ];
         for c in cmds {
             assert_eq!(Command::decode(c.encode().into()).unwrap(), c);

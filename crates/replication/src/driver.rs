@@ -53,6 +53,12 @@ pub(crate) enum DriverMsg {
         offset: i64,
         tx: oneshot::Sender<Result<i64, Error>>,
     },
+    /// Write consumer-group records through `shard`.
+    GroupWrite {
+        shard: u64,
+        ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        tx: oneshot::Sender<Result<(), Error>>,
+    },
     /// Change the cluster metadata.
     Meta {
         cmd: MetaCommand,
@@ -67,6 +73,7 @@ enum Waiters {
     Append(Vec<oneshot::Sender<Result<AppendOutcome, Error>>>),
     DeleteRecords(oneshot::Sender<Result<i64, Error>>),
     Meta(oneshot::Sender<Result<MetaEffect, Error>>),
+    GroupWrite(oneshot::Sender<Result<(), Error>>),
 }
 
 impl Waiters {
@@ -81,6 +88,9 @@ impl Waiters {
             Waiters::Meta(tx) => {
                 let _ = tx.send(Err(e));
             }
+            Waiters::GroupWrite(tx) => {
+                let _ = tx.send(Err(e));
+            }
         }
     }
 }
@@ -90,6 +100,7 @@ enum Applied {
     Append(Vec<Result<AppendOutcome, Error>>),
     DeleteRecords(Result<i64, Error>),
     Meta(Result<MetaEffect, Error>),
+    GroupWrite(Result<(), Error>),
     Nothing,
 }
 
@@ -399,6 +410,10 @@ impl Driver {
                 let data = Command::DeleteRecords { tp, offset }.encode();
                 self.propose(shard, data, Waiters::DeleteRecords(tx));
             }
+            DriverMsg::GroupWrite { shard, ops, tx } => {
+                let data = Command::GroupWrite { ops }.encode();
+                self.propose(shard, data, Waiters::GroupWrite(tx));
+            }
             DriverMsg::Meta { cmd, tx } => {
                 let data = Command::Meta(cmd).encode();
                 self.propose(METADATA_SHARD, data, Waiters::Meta(tx));
@@ -578,6 +593,9 @@ impl Driver {
                 (Waiters::Meta(tx), Applied::Meta(r)) => {
                     let _ = tx.send(r);
                 }
+                (Waiters::GroupWrite(tx), Applied::GroupWrite(r)) => {
+                    let _ = tx.send(r);
+                }
                 (w, _) => w.fail(Error::NotLeader),
             }
         }
@@ -652,6 +670,22 @@ impl Driver {
             Command::Meta(_) => Applied::Meta(Err(Error::InvalidRequest(
                 "metadata command on a data shard".into(),
             ))),
+            Command::GroupWrite { ops } => {
+                for (k, v) in &ops {
+                    // Group records live under their own prefix so they can never overwrite
+                    // partition state or cluster metadata.
+                    if k.first() != Some(&jet_storage::keys::META_GROUP_PREFIX) {
+                        return Applied::GroupWrite(Err(Error::InvalidRequest(
+                            "group record key without the group prefix".into(),
+                        )));
+                    }
+                    match v {
+                        Some(v) => wb.put_meta(k, v),
+                        None => wb.delete_meta(k),
+                    }
+                }
+                Applied::GroupWrite(Ok(()))
+            }
         }
     }
 

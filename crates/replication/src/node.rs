@@ -321,6 +321,31 @@ impl Node {
         }
     }
 
+    /// The data shard that coordinates consumer group `group`: `1 + hash(group) mod shards`.
+    /// The hash is FNV-1a, fixed so that placement never changes between versions.
+    pub fn coordinator_shard(&self, group: &str) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in group.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        1 + h % self.config.data_shards.max(1)
+    }
+
+    /// Writes consumer-group records (keys must start with `jet_storage::keys::META_GROUP_PREFIX`)
+    /// through `shard`'s Raft log; answers once they are applied, so they survive a crash.
+    pub async fn group_write(
+        &self,
+        shard: u64,
+        ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), Error> {
+        if shard == 0 || shard > self.config.data_shards {
+            return Err(Error::InvalidRequest(format!("no data shard {shard}")));
+        }
+        self.ask(|tx| DriverMsg::GroupWrite { shard, ops, tx })
+            .await
+    }
+
     /// Appends validated record batches to a partition; answers once they are committed and
     /// applied. Offsets are assigned at apply.
     pub async fn append(&self, tp: TopicPartition, batches: Bytes) -> Result<AppendOutcome, Error> {

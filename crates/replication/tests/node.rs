@@ -172,3 +172,42 @@ async fn shards_setting_cannot_shrink_below_used() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_records_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let node = Node::start(config(dir.path())).await.unwrap();
+        let shard = node.coordinator_shard("my-group");
+        assert!((1..=2).contains(&shard));
+        assert_eq!(
+            shard,
+            node.coordinator_shard("my-group"),
+            "placement is stable"
+        );
+        node.group_write(
+            shard,
+            vec![
+                (b"gmy-group/a".to_vec(), Some(b"1".to_vec())),
+                (b"gmy-group/b".to_vec(), Some(b"2".to_vec())),
+            ],
+        )
+        .await
+        .unwrap();
+        node.group_write(shard, vec![(b"gmy-group/a".to_vec(), None)])
+            .await
+            .unwrap();
+        // Keys outside the group prefix are refused, so group writes cannot clobber metadata.
+        assert!(matches!(
+            node.group_write(shard, vec![(b"cluster".to_vec(), Some(b"x".to_vec()))])
+                .await,
+            Err(Error::InvalidRequest(_))
+        ));
+        assert!(node.group_write(0, vec![]).await.is_err());
+        node.shutdown().await;
+    }
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let got = node.store().scan_meta(b"gmy-group/").unwrap();
+    assert_eq!(got, vec![(b"gmy-group/b".to_vec(), b"2".to_vec())]);
+    assert!(node.metadata().topics.is_empty());
+}
