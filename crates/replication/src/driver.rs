@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use jet_protocol::batch;
+use jet_protocol::batch::{self, BatchHeader};
 use jet_storage::{Batch, PartitionState, ShardLog, Store, TopicPartition};
 use raft::eraftpb::{ConfState, Entry, EntryType};
 use raft::{RawNode, StateRole};
@@ -29,6 +29,7 @@ use crate::command::{AppendItem, Command};
 use crate::metadata::{ClusterMetadata, MetaCommand, MetaEffect};
 use crate::node::{now_ms, AppendOutcome, NodeConfig, Shared};
 use crate::partition::PartitionHandle;
+use crate::producer::{self, BatchMeta, Check, ProducerEntry};
 use crate::topic_config;
 use crate::Error;
 
@@ -113,11 +114,15 @@ struct Shard {
     pending: BTreeMap<u64, (u64, Waiters)>,
     /// Appends taken from the channel this turn, not yet proposed.
     queued: Vec<(AppendItem, oneshot::Sender<Result<AppendOutcome, Error>>)>,
+    /// Entry time of the last producer-expiry pass over this shard's partitions.
+    last_producer_expiry_ms: i64,
 }
 
 struct Part {
     state: PartitionState,
     handle: PartitionHandle,
+    /// Idempotent producers that wrote here, by producer id.
+    producers: HashMap<i64, ProducerEntry>,
 }
 
 struct Driver {
@@ -137,6 +142,8 @@ struct Publish {
     deleted: Vec<TopicPartition>,
     metadata: bool,
     answers: Vec<(Waiters, Applied)>,
+    /// Producer states changed (written) or expired (deleted) by this turn.
+    producers: HashSet<(TopicPartition, i64)>,
 }
 
 pub(crate) fn spawn(
@@ -231,6 +238,7 @@ impl Driver {
                 applied,
                 pending: BTreeMap::new(),
                 queued: Vec::new(),
+                last_producer_expiry_ms: 0,
             });
         }
         if !boot.is_empty() {
@@ -246,7 +254,21 @@ impl Driver {
                 let state = states.remove(&tp).unwrap_or_else(PartitionState::empty);
                 let handle =
                     PartitionHandle::new(tp, shared.shards[pm.shard as usize].clone(), &state);
-                parts.insert(tp, Part { state, handle });
+                parts.insert(
+                    tp,
+                    Part {
+                        state,
+                        handle,
+                        producers: HashMap::new(),
+                    },
+                );
+            }
+        }
+        for (tp, pid, bytes) in store.load_producer_states()? {
+            let entry = ProducerEntry::decode(&bytes)
+                .ok_or_else(|| Error::Storage(format!("producer state of {pid} is corrupt")))?;
+            if let Some(part) = parts.get_mut(&tp) {
+                part.producers.insert(pid, entry);
             }
         }
         {
@@ -547,6 +569,13 @@ impl Driver {
                 apply.put_partition_state(tp, &p.state);
             }
         }
+        for (tp, pid) in &publish.producers {
+            let key = jet_storage::keys::producer_state(tp, *pid);
+            match self.parts.get(tp).and_then(|p| p.producers.get(pid)) {
+                Some(entry) => apply.put_meta(&key, &entry.encode()),
+                None => apply.delete_meta(&key),
+            }
+        }
         if publish.metadata {
             let doc = serde_json::to_vec(&self.metadata)
                 .map_err(|e| Error::Storage(format!("metadata encode: {e}")))?;
@@ -655,12 +684,15 @@ impl Driver {
             Command::Append {
                 timestamp_ms,
                 items,
-            } => Applied::Append(
-                items
-                    .into_iter()
-                    .map(|item| self.apply_append(term, timestamp_ms, item, wb, publish))
-                    .collect(),
-            ),
+            } => {
+                self.expire_producers(shard, timestamp_ms, publish);
+                Applied::Append(
+                    items
+                        .into_iter()
+                        .map(|item| self.apply_append(term, timestamp_ms, item, wb, publish))
+                        .collect(),
+                )
+            }
             Command::DeleteRecords { tp, offset } => {
                 Applied::DeleteRecords(self.apply_delete_records(tp, offset, wb, publish))
             }
@@ -707,12 +739,54 @@ impl Driver {
             .parts
             .get_mut(&tp)
             .ok_or(Error::UnknownTopicOrPartition)?;
+        let headers: Vec<(usize, BatchHeader)> = batch::iter(&item.batches).collect();
+
+        // Idempotence first, so that a partition's append is all or nothing: check every batch
+        // against the producer state as the batches before it would leave it.
+        let mut changed: HashMap<i64, ProducerEntry> = HashMap::new();
+        let mut next = part.state.next_offset;
+        for (_, h) in &headers {
+            let last = next + h.last_offset_delta as i64;
+            if h.has_producer_id() {
+                if h.is_transactional() {
+                    return Err(Error::InvalidTxnState);
+                }
+                let pid = h.producer_id;
+                let known = changed.get(&pid).or_else(|| part.producers.get(&pid));
+                match producer::check(known, h.producer_epoch, h.base_sequence, h.last_sequence())?
+                {
+                    Check::Duplicate { base_offset } => {
+                        return Ok(AppendOutcome {
+                            base_offset,
+                            log_append_time_ms: -1,
+                            log_start_offset: part.state.log_start_offset,
+                        });
+                    }
+                    Check::Append => {}
+                }
+                let mut entry = known
+                    .cloned()
+                    .unwrap_or_else(|| ProducerEntry::new(h.producer_epoch));
+                entry.record(
+                    h.producer_epoch,
+                    BatchMeta {
+                        first_seq: h.base_sequence,
+                        last_seq: h.last_sequence(),
+                        base_offset: next,
+                        last_offset: last,
+                    },
+                    timestamp_ms,
+                );
+                changed.insert(pid, entry);
+            }
+            next = last + 1;
+        }
+
         let st = &mut part.state;
         let base_offset = st.next_offset;
         let epoch = term.min(i32::MAX as u64) as i32;
-        for (start, h) in batch::iter(&item.batches) {
-            let end = start + h.total_len();
-            let Some(bytes) = item.batches.get(start..end) else {
+        for (start, h) in &headers {
+            let Some(bytes) = item.batches.get(*start..start + h.total_len()) else {
                 break;
             };
             let mut stored = bytes.to_vec();
@@ -733,12 +807,41 @@ impl Driver {
             st.next_offset = next;
             st.size_bytes += stored.len() as u64;
         }
+        let log_start_offset = st.log_start_offset;
+        for (pid, entry) in changed {
+            part.producers.insert(pid, entry);
+            publish.producers.insert((tp, pid));
+        }
         publish.partitions.insert(tp);
         Ok(AppendOutcome {
             base_offset,
             log_append_time_ms: if log_append_time { timestamp_ms } else { -1 },
-            log_start_offset: st.log_start_offset,
+            log_start_offset,
         })
+    }
+
+    /// Forgets producers of `shard`'s partitions that have not written for
+    /// `producer_id_expiration_ms`, judged by entry time so that every replica forgets the same.
+    fn expire_producers(&mut self, shard: usize, now_ms: i64, publish: &mut Publish) {
+        let expiration = self.config.producer_id_expiration_ms;
+        let s = &mut self.shards[shard];
+        if now_ms - s.last_producer_expiry_ms < expiration.min(60_000) {
+            return;
+        }
+        s.last_producer_expiry_ms = now_ms;
+        let shard_id = s.id;
+        for (tp, part) in self.parts.iter_mut() {
+            if part.handle.shard() != shard_id {
+                continue;
+            }
+            part.producers.retain(|pid, e| {
+                let keep = now_ms - e.last_timestamp_ms < expiration;
+                if !keep {
+                    publish.producers.insert((*tp, *pid));
+                }
+                keep
+            });
+        }
     }
 
     fn apply_delete_records(
@@ -792,7 +895,14 @@ impl Driver {
                         continue;
                     };
                     let handle = PartitionHandle::new(tp, status.clone(), &state);
-                    self.parts.insert(tp, Part { state, handle });
+                    self.parts.insert(
+                        tp,
+                        Part {
+                            state,
+                            handle,
+                            producers: HashMap::new(),
+                        },
+                    );
                     publish.partitions.insert(tp);
                     publish.created.push(tp);
                 }
@@ -802,6 +912,7 @@ impl Driver {
                     let tp = TopicPartition::new(topic.id, p);
                     self.parts.remove(&tp);
                     publish.partitions.remove(&tp);
+                    publish.producers.retain(|(t, _)| *t != tp);
                     wb.delete_partition(&tp);
                     publish.deleted.push(tp);
                 }

@@ -49,6 +49,15 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// An idempotent producer's batch does not follow its last sequence.
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    /// An idempotent producer's epoch is older than the partition has seen.
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
+    /// A transactional batch; Jet has no transaction coordinator yet.
+    #[error("transactional batches are not supported")]
+    InvalidTxnState,
     /// The node is stopping.
     #[error("node is shutting down")]
     ShuttingDown,

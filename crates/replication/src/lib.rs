@@ -7,6 +7,7 @@
 //! - [`command`] — what a Raft entry carries (data appends, metadata changes) and its encoding.
 //! - [`metadata`] — the metadata shard's state machine: topics, configs, partition → shard.
 //! - [`partition`] — the in-memory state of one partition (offsets, watermarks, wake-ups).
+//! - [`producer`] — idempotent-producer state: sequence and epoch checks at apply.
 //! - [`topic_config`] — the topic configs Jet knows, their Kafka defaults and validation.
 //! - [`error`] — [`Error`], the one error type handlers map to Kafka error codes.
 //!
@@ -19,6 +20,7 @@ pub mod error;
 pub mod metadata;
 pub mod node;
 pub mod partition;
+pub mod producer;
 pub mod topic_config;
 
 pub use error::Error;

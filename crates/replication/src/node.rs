@@ -44,6 +44,9 @@ pub struct NodeConfig {
     pub retention_check_interval: Duration,
     /// How long a proposal may wait to be applied.
     pub proposal_timeout: Duration,
+    /// How long a partition remembers an idle idempotent producer (Kafka's
+    /// `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
     /// RocksDB sizing.
     pub store: StoreOptions,
 }
@@ -62,6 +65,7 @@ impl NodeConfig {
             tick: Duration::from_millis(100),
             retention_check_interval: Duration::from_secs(30),
             proposal_timeout: Duration::from_secs(30),
+            producer_id_expiration_ms: 86_400_000,
             store: StoreOptions::default(),
         }
     }
@@ -128,7 +132,13 @@ pub struct Node {
     shared: Arc<Shared>,
     tx: mpsc::Sender<DriverMsg>,
     driver: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The producer-id block being handed out: next id, end (exclusive).
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
+
+/// Producer ids taken from the metadata shard at a time, so most InitProducerId requests need
+/// no consensus round.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 impl Node {
     /// Opens the store, restores every shard, starts the driver, and returns once every local
@@ -166,6 +176,7 @@ impl Node {
             shared,
             tx,
             driver: Mutex::new(Some(handle)),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         ready_rx.await.map_err(|_| Error::ShuttingDown)??;
         node.clone().spawn_retention();
@@ -344,6 +355,46 @@ impl Node {
         }
         self.ask(|tx| DriverMsg::GroupWrite { shard, ops, tx })
             .await
+    }
+
+    /// A new producer id (epoch 0) for an idempotent producer. Ids come from blocks allocated
+    /// through the metadata shard, so they are unique across restarts and nodes.
+    pub async fn new_producer_id(&self) -> Result<i64, Error> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            let first = self.allocate_producer_ids(PRODUCER_ID_BLOCK).await?;
+            *block = (first, first + PRODUCER_ID_BLOCK);
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+
+    /// The idempotent producers `tp` remembers, by producer id.
+    pub async fn producers(
+        &self,
+        tp: TopicPartition,
+    ) -> Result<Vec<(i64, crate::producer::ProducerEntry)>, Error> {
+        self.partition(&tp).ok_or(Error::UnknownTopicOrPartition)?;
+        let store = self.store.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            store.scan_meta(&jet_storage::keys::producer_prefix(&tp))
+        })
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))??;
+        records
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let (_, pid) = jet_storage::keys::parse_producer_state(&k)?;
+                Some(
+                    crate::producer::ProducerEntry::decode(&v)
+                        .map(|e| (pid, e))
+                        .ok_or_else(|| {
+                            Error::Storage(format!("producer state of {pid} is corrupt"))
+                        }),
+                )
+            })
+            .collect()
     }
 
     /// Appends validated record batches to a partition; answers once they are committed and

@@ -211,3 +211,90 @@ async fn group_records_survive_restart() {
     assert_eq!(got, vec![(b"gmy-group/b".to_vec(), b"2".to_vec())]);
     assert!(node.metadata().topics.is_empty());
 }
+
+fn idempotent_batch(pid: i64, epoch: i16, seq: i32, count: i32) -> Bytes {
+    Bytes::from(batch::build_uncompressed(
+        1,
+        (pid, epoch, seq),
+        count,
+        &[1, 2, 3],
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_producer_state_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, pid);
+    {
+        let node = Node::start(config(dir.path())).await.unwrap();
+        id = create(&node, "idem", 1, &[]).await;
+        let tp = TopicPartition::new(id, 0);
+        pid = node.new_producer_id().await.unwrap();
+        assert_eq!(node.new_producer_id().await.unwrap(), pid + 1);
+        assert_eq!(
+            node.append(tp, idempotent_batch(pid, 0, 0, 5))
+                .await
+                .unwrap()
+                .base_offset,
+            0
+        );
+        assert_eq!(
+            node.append(tp, idempotent_batch(pid, 0, 5, 5))
+                .await
+                .unwrap()
+                .base_offset,
+            5
+        );
+        // A retry of the first batch is acknowledged with its original offset, not written.
+        assert_eq!(
+            node.append(tp, idempotent_batch(pid, 0, 0, 5))
+                .await
+                .unwrap()
+                .base_offset,
+            0
+        );
+        assert_eq!(node.partition(&tp).unwrap().high_watermark(), 10);
+        // A gap is refused.
+        assert!(matches!(
+            node.append(tp, idempotent_batch(pid, 0, 20, 1)).await,
+            Err(Error::OutOfOrderSequence(_))
+        ));
+        let producers = node.producers(tp).await.unwrap();
+        assert_eq!(producers.len(), 1);
+        assert_eq!(producers[0].0, pid);
+        assert_eq!(producers[0].1.last_sequence(), 9);
+        node.shutdown().await;
+    }
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let tp = TopicPartition::new(id, 0);
+    // After a restart the state is still there: the retry is still a duplicate...
+    assert_eq!(
+        node.append(tp, idempotent_batch(pid, 0, 5, 5))
+            .await
+            .unwrap()
+            .base_offset,
+        5
+    );
+    // ...and the next batch follows on.
+    assert_eq!(
+        node.append(tp, idempotent_batch(pid, 0, 10, 1))
+            .await
+            .unwrap()
+            .base_offset,
+        10
+    );
+    // A bumped epoch starts again at sequence 0; the old epoch is then fenced.
+    assert_eq!(
+        node.append(tp, idempotent_batch(pid, 1, 0, 1))
+            .await
+            .unwrap()
+            .base_offset,
+        11
+    );
+    assert!(matches!(
+        node.append(tp, idempotent_batch(pid, 0, 11, 1)).await,
+        Err(Error::InvalidProducerEpoch(_))
+    ));
+    // Producer ids never repeat across restarts.
+    assert!(node.new_producer_id().await.unwrap() >= pid + 2);
+}

@@ -79,6 +79,8 @@ pub fn log_entry_offset(key: &[u8]) -> Option<i64> {
 pub const META_CLUSTER: &[u8] = b"cluster";
 /// `meta` tag prefix: partition state records.
 pub const META_PARTITION_PREFIX: u8 = b'p';
+/// `meta` tag prefix: idempotent-producer state records.
+pub const META_PRODUCER_PREFIX: u8 = b'q';
 /// `meta` tag prefix: consumer group records.
 pub const META_GROUP_PREFIX: u8 = b'g';
 
@@ -98,6 +100,33 @@ pub fn parse_partition_state(key: &[u8]) -> Option<TopicPartition> {
     let topic_id = Uuid::from_slice(&key[1..17]).ok()?;
     let partition = u32::from_be_bytes(key[17..21].try_into().ok()?) as i32;
     Some(TopicPartition::new(topic_id, partition))
+}
+
+/// `meta`: producer state of `producer_id` on `tp`: `q` + topic id + partition + producer id.
+pub fn producer_state(tp: &TopicPartition, producer_id: i64) -> [u8; 29] {
+    let mut k = [0u8; 29];
+    k[..21].copy_from_slice(&producer_prefix(tp));
+    k[21..].copy_from_slice(&(producer_id.max(0) as u64).to_be_bytes());
+    k
+}
+
+/// `meta`: the prefix of every producer-state record of `tp`.
+pub fn producer_prefix(tp: &TopicPartition) -> [u8; 21] {
+    let mut k = [0u8; 21];
+    k[0] = META_PRODUCER_PREFIX;
+    k[1..].copy_from_slice(&log_prefix(tp));
+    k
+}
+
+/// Parses a producer-state key back into its partition and producer id.
+pub fn parse_producer_state(key: &[u8]) -> Option<(TopicPartition, i64)> {
+    if key.len() != 29 || key[0] != META_PRODUCER_PREFIX {
+        return None;
+    }
+    let topic_id = Uuid::from_slice(&key[1..17]).ok()?;
+    let partition = u32::from_be_bytes(key[17..21].try_into().ok()?) as i32;
+    let pid = u64::from_be_bytes(key[21..29].try_into().ok()?) as i64;
+    Some((TopicPartition::new(topic_id, partition), pid))
 }
 
 #[cfg(test)]
@@ -121,5 +150,14 @@ mod tests {
         let tp = TopicPartition::new(Uuid::new_v4(), 7);
         assert_eq!(parse_partition_state(&partition_state(&tp)), Some(tp));
         assert_eq!(parse_partition_state(b"cluster"), None);
+    }
+
+    #[test]
+    fn producer_state_key_round_trips() {
+        let tp = TopicPartition::new(Uuid::new_v4(), 1);
+        let k = producer_state(&tp, 4242);
+        assert!(k.starts_with(&producer_prefix(&tp)));
+        assert_eq!(parse_producer_state(&k), Some((tp, 4242)));
+        assert_eq!(parse_producer_state(&partition_state(&tp)), None);
     }
 }

@@ -107,6 +107,10 @@ pub struct BatchInfo {
     pub max_timestamp: i64,
 }
 
+/// A stored key and value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+type RawItem = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
+
 /// The node's RocksDB.
 #[derive(Clone)]
 pub struct Store {
@@ -247,8 +251,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Every stored producer-state record: partition, producer id, encoded state.
+    pub fn load_producer_states(
+        &self,
+    ) -> Result<Vec<(TopicPartition, i64, Vec<u8>)>, StorageError> {
+        Ok(self
+            .scan_meta(&[keys::META_PRODUCER_PREFIX])?
+            .into_iter()
+            .filter_map(|(k, v)| keys::parse_producer_state(&k).map(|(tp, pid)| (tp, pid, v)))
+            .collect())
+    }
+
     /// Every `meta` record whose key starts with `prefix` (used by the group coordinator).
-    pub fn scan_meta(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub fn scan_meta(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StorageError> {
         let cf = self.cf(CF_META);
         let mut out = Vec::new();
         for item in self
@@ -269,7 +284,7 @@ impl Store {
         tp: &TopicPartition,
         from_offset: i64,
         end_offset: i64,
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>> + '_ {
+    ) -> impl Iterator<Item = RawItem> + '_ {
         let cf = self.cf(CF_LOG);
         // The batch holding `from_offset` may start before it: find the last batch whose base
         // offset is at or below it, then scan forward.
@@ -511,11 +526,16 @@ impl Batch {
         );
     }
 
-    /// Deletes every batch of `tp` and its partition state.
+    /// Deletes every batch of `tp`, its partition state and its producer states.
     pub fn delete_partition(&mut self, tp: &TopicPartition) {
         self.delete_batches_below(tp, i64::MAX);
-        self.wb
-            .delete_cf(&self.store.cf(CF_META), keys::partition_state(tp));
+        let meta = self.store.cf(CF_META);
+        self.wb.delete_cf(meta, keys::partition_state(tp));
+        self.wb.delete_range_cf(
+            meta,
+            keys::producer_state(tp, 0),
+            keys::producer_state(tp, i64::MAX),
+        );
     }
 
     /// Sets the persistent state of `tp`.
