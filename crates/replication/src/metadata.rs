@@ -163,6 +163,14 @@ impl ClusterMetadata {
                 if self.topics.contains_key(name) {
                     return Err(Error::TopicAlreadyExists(name.clone()));
                 }
+                // Kafka refuses names that differ only in '.' versus '_': both map to the same
+                // metric names.
+                let folded = name.replace('.', "_");
+                if let Some(other) = self.topics.keys().find(|t| t.replace('.', "_") == folded) {
+                    return Err(Error::InvalidTopic(format!(
+                        "Topic '{name}' collides with existing topic: {other}"
+                    )));
+                }
                 if *partitions <= 0 {
                     return Err(Error::InvalidPartitions(format!(
                         "number of partitions must be larger than 0, got {partitions}"
@@ -354,5 +362,12 @@ mod tests {
         };
         assert!(matches!(m.apply(&cmd, 1), Err(Error::InvalidConfig(_))));
         assert!(m.topics.is_empty());
+
+        m.apply(&create("a.b", 1), 1).unwrap();
+        let err = m.apply(&create("a_b", 1), 1).unwrap_err();
+        assert_eq!(
+            err,
+            Error::InvalidTopic("Topic 'a_b' collides with existing topic: a.b".into())
+        );
     }
 }

@@ -59,7 +59,8 @@ impl NodeConfig {
             data_dir,
             data_shards: 4,
             fsync: true,
-            max_batch_bytes: 1 << 20,
+            // Kafka's message.max.bytes default.
+            max_batch_bytes: 1_048_588,
             max_pending_proposals: 8192,
             max_entry_bytes: 8 << 20,
             tick: Duration::from_millis(100),
