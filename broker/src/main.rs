@@ -1,1 +1,296 @@
-fn main() {}
+//! `jet`: the broker binary. Parses flags ([`config`]), binds the Kafka listener, starts the
+//! replication layer ([`jet_replication::Node`]), serves Kafka clients ([`jet_kafka::run`]) until
+//! SIGINT or SIGTERM, then stops the server before the node so that no request is cut off between
+//! its commit and its reply.
+//!
+//! Start-up order, and why:
+//! 1. flags — a bad flag is one line on stderr, before anything touches the disk;
+//! 2. bind — an address in use fails fast, before RocksDB is opened;
+//! 3. cluster id — read from (or created once in) `<data-dir>/cluster_id`;
+//! 4. node — opens RocksDB, restores every shard, waits for their leaders;
+//! 5. serve — `jet listening on ADDR` is logged when clients can be answered.
+
+mod config;
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::sync::oneshot;
+
+use config::Args;
+
+/// How long a stop may take before the process exits without finishing it.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => return flag_error(e),
+    };
+    init_logging(&args.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("jet-worker")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jet: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the context chain joined, so scripts and tests can match it.
+            eprintln!("jet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a clap error as one plain line (help and version go out whole, with exit 0).
+fn flag_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let text = e.render().to_string();
+            let line = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("bad command line");
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            eprintln!("jet: {line} (see jet --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal; files, pipes and `docker logs` get plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .init();
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local_addr = listener
+        .local_addr()
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let cluster_id = load_or_create_cluster_id(&args.data_dir)?;
+
+    tracing::info!(
+        node_id = args.node_id,
+        data_dir = %args.data_dir.display(),
+        shards = args.shards,
+        fsync = ?args.fsync,
+        cluster_id = %cluster_id,
+        "starting node"
+    );
+    let node = jet_replication::Node::start(args.node_config())
+        .await
+        .context("cannot start the node")?;
+
+    let server_config = jet_kafka::ServerConfig {
+        listen: local_addr,
+        advertise: args.advertise.clone(),
+        cluster_id: cluster_id.clone(),
+        max_request_bytes: args.max_request_bytes as usize,
+        max_connections: args.max_connections as usize,
+        max_in_flight_per_connection: args.max_in_flight as usize,
+        auto_create_topics: args.auto_create_topics,
+        default_partitions: args.default_partitions,
+        default_replication_factor: args.default_replication_factor,
+        rack: args.rack.clone(),
+        faults: Arc::new(args.faults()),
+    };
+    if args.fault_drop_produce_responses > 0 {
+        tracing::warn!(
+            drop_produce_responses = args.fault_drop_produce_responses,
+            every = args.fault_drop_every,
+            "fault injection enabled: produce responses will be dropped (test only)"
+        );
+    }
+
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(watch_signals(stop_tx));
+
+    tracing::info!(
+        addr = %local_addr,
+        advertise = ?args.advertise,
+        node_id = args.node_id,
+        cluster_id = %cluster_id,
+        "jet listening on {local_addr}"
+    );
+    let shutdown = async move {
+        let _ = stop_rx.await;
+    };
+    let served = jet_kafka::run(server_config, node.clone(), listener, shutdown).await;
+
+    tracing::info!("kafka server stopped; stopping node");
+    match tokio::time::timeout(SHUTDOWN_TIMEOUT, node.shutdown()).await {
+        Ok(()) => tracing::info!("node stopped"),
+        Err(_) => tracing::warn!(
+            timeout_ms = SHUTDOWN_TIMEOUT.as_millis() as u64,
+            "node did not stop in time; exiting anyway"
+        ),
+    }
+    served.context("kafka server failed")?;
+    Ok(())
+}
+
+/// Resolves `stop` on the first SIGINT or SIGTERM. A second signal while stopping exits at once
+/// (an operator who presses Ctrl-C twice means it); the data stays consistent because every
+/// acknowledged write is already in the Raft log.
+async fn watch_signals(stop: oneshot::Sender<()>) {
+    let first = next_signal().await;
+    tracing::info!(signal = first, "stopping; a second signal exits at once");
+    let _ = stop.send(());
+    let second = next_signal().await;
+    tracing::warn!(
+        signal = second,
+        "second signal; exiting without a clean stop"
+    );
+    std::process::exit(130);
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn next_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
+}
+
+/// Reads `<data_dir>/cluster_id`, or creates it once: a random UUID written the way Kafka writes
+/// cluster ids (22 characters of unpadded base64url). The file is written to a temporary name,
+/// synced and renamed, so a crash never leaves a half-written id.
+fn load_or_create_cluster_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("cluster_id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            let id = s.trim().to_string();
+            anyhow::ensure!(
+                is_valid_cluster_id(&id),
+                "{} holds '{id}', which is not a cluster id (22 base64url characters)",
+                path.display()
+            );
+            return Ok(id);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let id = new_cluster_id()?;
+    let tmp = data_dir.join("cluster_id.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "{id}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(data_dir)?.sync_all()
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(cluster_id = %id, path = %path.display(), "created cluster id");
+    Ok(id)
+}
+
+fn is_valid_cluster_id(id: &str) -> bool {
+    id.len() == 22
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A random (version 4) UUID as 22 characters of unpadded base64url, like Kafka's `Uuid`.
+fn new_cluster_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("cannot read random bytes for the cluster id")?;
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+    Ok(base64url_unpadded(&bytes))
+}
+
+fn base64url_unpadded(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 0x3f) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_matches_known_values() {
+        assert_eq!(base64url_unpadded(b""), "");
+        assert_eq!(base64url_unpadded(b"f"), "Zg");
+        assert_eq!(base64url_unpadded(b"fo"), "Zm8");
+        assert_eq!(base64url_unpadded(b"foo"), "Zm9v");
+        assert_eq!(base64url_unpadded(&[0xfb, 0xff]), "-_8");
+        assert_eq!(base64url_unpadded(&[0u8; 16]), "AAAAAAAAAAAAAAAAAAAAAA");
+    }
+
+    #[test]
+    fn cluster_id_is_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create_cluster_id(dir.path()).unwrap();
+        assert!(is_valid_cluster_id(&a), "{a}");
+        assert_eq!(load_or_create_cluster_id(dir.path()).unwrap(), a);
+        std::fs::write(dir.path().join("cluster_id"), "nope\n").unwrap();
+        assert!(load_or_create_cluster_id(dir.path()).is_err());
+        assert_ne!(new_cluster_id().unwrap(), a);
+    }
+}

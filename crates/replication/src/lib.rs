@@ -26,5 +26,5 @@ pub mod topic_config;
 pub use error::Error;
 pub use jet_storage::TopicPartition;
 pub use metadata::{ClusterMetadata, PartitionMeta, TopicMeta};
-pub use node::{AppendOutcome, CreateTopic, Node, NodeConfig, ReadResult};
+pub use node::{AppendOutcome, AppendTicket, CreateTopic, Node, NodeConfig, ReadResult};
 pub use partition::PartitionHandle;

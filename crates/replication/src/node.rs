@@ -83,6 +83,24 @@ pub struct AppendOutcome {
     pub log_start_offset: i64,
 }
 
+/// An append handed to its shard: [`AppendTicket::wait`] answers when it is applied.
+#[derive(Debug)]
+pub struct AppendTicket {
+    rx: oneshot::Receiver<Result<AppendOutcome, Error>>,
+    timeout: Duration,
+}
+
+impl AppendTicket {
+    /// Waits for the append to be committed and applied (at most the proposal timeout).
+    pub async fn wait(self) -> Result<AppendOutcome, Error> {
+        match tokio::time::timeout(self.timeout, self.rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(Error::ShuttingDown),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+}
+
 /// Batches read from a partition, and the offsets a Fetch response reports with them.
 #[derive(Debug, Clone)]
 pub struct ReadResult {
@@ -401,6 +419,18 @@ impl Node {
     /// Appends validated record batches to a partition; answers once they are committed and
     /// applied. Offsets are assigned at apply.
     pub async fn append(&self, tp: TopicPartition, batches: Bytes) -> Result<AppendOutcome, Error> {
+        self.append_start(tp, batches).await?.wait().await
+    }
+
+    /// The first half of [`Node::append`]: checks the batches and hands them to the partition's
+    /// shard, waiting only for room in the driver's queue (backpressure). Appends started one
+    /// after another are applied in that order, which is what lets a connection keep pipelined
+    /// produce requests in order while their commits are awaited concurrently.
+    pub async fn append_start(
+        &self,
+        tp: TopicPartition,
+        batches: Bytes,
+    ) -> Result<AppendTicket, Error> {
         let handle = self.partition(&tp).ok_or(Error::UnknownTopicOrPartition)?;
         if !handle.is_leader() {
             return Err(Error::NotLeader);
@@ -414,13 +444,19 @@ impl Node {
                 });
             }
         }
-        let shard = handle.shard();
-        self.ask(|tx| DriverMsg::Append {
-            shard,
-            item: AppendItem { tp, batches },
-            tx,
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(DriverMsg::Append {
+                shard: handle.shard(),
+                item: AppendItem { tp, batches },
+                tx,
+            })
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        Ok(AppendTicket {
+            rx,
+            timeout: self.config.proposal_timeout,
         })
-        .await
     }
 
     /// The largest batch accepted for `tp` (`max.message.bytes`, else the node default).
@@ -522,6 +558,9 @@ impl Node {
         if let Err(e) = self.store.flush_wal() {
             tracing::warn!(error = %e, "flushing the write-ahead log at shutdown failed");
         }
+        // RocksDB's background threads must be stopped before the process exits, or they race
+        // the C++ static destructors.
+        self.store.stop_background_work();
     }
 
     /// Starts the background task that enforces `retention.ms` and `retention.bytes` by

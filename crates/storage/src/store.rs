@@ -183,6 +183,11 @@ impl Store {
         Ok(())
     }
 
+    /// Stops compactions and flushes and waits for running ones, before the process exits.
+    pub fn stop_background_work(&self) {
+        self.db.cancel_all_background_work(true);
+    }
+
     /// Loads a shard's raft log and state; `None` when the shard was never created here.
     pub fn load_shard(&self, shard: u64) -> Result<Option<(ShardLog, u64)>, StorageError> {
         let cf = self.cf(CF_RAFT_STATE);

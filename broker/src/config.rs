@@ -1,0 +1,314 @@
+//! The `jet` command line: every flag, its `JET_*` environment variable, its default, and how a
+//! parsed command line becomes the settings of the replication layer and of the Kafka server.
+//!
+//! Flags are checked here, before anything is opened, so a bad value costs one line on stderr
+//! and a non-zero exit rather than a half-started node.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+/// Jet: a Kafka-compatible broker. One binary; alone it is a single-node broker.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "jet", version, long_about = None)]
+pub struct Args {
+    /// This node's id: the Kafka broker id and the Raft peer id
+    #[arg(long, env = "JET_NODE_ID", default_value_t = 1, value_name = "ID",
+          value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
+    pub node_id: u64,
+
+    /// Address of the Kafka listener (HOST:PORT)
+    #[arg(long, env = "JET_LISTEN", default_value = "127.0.0.1:9092", value_name = "ADDR",
+          value_parser = parse_listen)]
+    pub listen: SocketAddr,
+
+    /// HOST:PORT put in Metadata for clients to dial (unset: the listen address, or the address the
+    /// client dialled when listening on 0.0.0.0)
+    #[arg(long, env = "JET_ADVERTISE", value_name = "HOST:PORT", value_parser = parse_host_port)]
+    pub advertise: Option<(String, u16)>,
+
+    /// Directory of the node's data (RocksDB and the cluster_id file)
+    #[arg(
+        long,
+        env = "JET_DATA_DIR",
+        default_value = "./jet-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Number of data shards (Raft groups holding partitions)
+    #[arg(long, env = "JET_SHARDS", default_value_t = 4, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub shards: u64,
+
+    /// Durability: fsync every Raft write batch (always), or leave flushing to the OS (never)
+    #[arg(long, env = "JET_FSYNC", value_enum, default_value_t = Fsync::Always, value_name = "MODE")]
+    pub fsync: Fsync,
+
+    /// Partition count of auto-created topics and of CreateTopics requests that leave it unset
+    #[arg(long, env = "JET_DEFAULT_PARTITIONS", default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub default_partitions: i32,
+
+    /// Replication factor of auto-created topics and of CreateTopics requests that leave it unset
+    #[arg(long, env = "JET_DEFAULT_REPLICATION_FACTOR", default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(i16).range(1..))]
+    pub default_replication_factor: i16,
+
+    /// Create a topic when a client asks for one that does not exist (true or false)
+    #[arg(long, env = "JET_AUTO_CREATE_TOPICS", default_value_t = true, value_name = "BOOL",
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub auto_create_topics: bool,
+
+    /// Largest request accepted, in bytes (Kafka's socket.request.max.bytes)
+    #[arg(long, env = "JET_MAX_REQUEST_BYTES", default_value_t = 104_857_600, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1024..=i32::MAX as u64))]
+    pub max_request_bytes: u64,
+
+    /// Largest record batch accepted, in bytes, when a topic does not set max.message.bytes
+    /// (Kafka's message.max.bytes)
+    #[arg(long, env = "JET_MAX_BATCH_BYTES", default_value_t = 1_048_588, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(64..=i32::MAX as u64))]
+    pub max_batch_bytes: u64,
+
+    /// Open client connections accepted at once
+    #[arg(long, env = "JET_MAX_CONNECTIONS", default_value_t = 10_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_connections: u64,
+
+    /// Requests processed at once per connection (further requests wait unread)
+    #[arg(long, env = "JET_MAX_IN_FLIGHT", default_value_t = 32, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_in_flight: u64,
+
+    /// Proposals queued for the replication driver before producers are held back
+    #[arg(long, env = "JET_MAX_PENDING_PROPOSALS", default_value_t = 8192, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_pending_proposals: u64,
+
+    /// How often retention.ms and retention.bytes are enforced, in milliseconds (Kafka's
+    /// log.retention.check.interval.ms)
+    #[arg(long, env = "JET_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub retention_check_interval_ms: u64,
+
+    /// Log filter: a level (error, warn, info, debug, trace) or RUST_LOG-style directives such as
+    /// "info,jet_replication=debug"
+    #[arg(long, env = "JET_LOG_LEVEL", default_value = "info", value_name = "FILTER",
+          value_parser = parse_log_filter)]
+    pub log_level: String,
+
+    /// Rack of this node, reported in Metadata (Kafka's broker.rack)
+    #[arg(long, env = "JET_RACK", value_name = "RACK")]
+    pub rack: Option<String>,
+
+    /// Test only: drop this many produce responses after their batches were applied, closing the
+    /// connection instead (proves that client retries do not duplicate). Hidden from --help.
+    #[arg(
+        long,
+        env = "JET_FAULT_DROP_PRODUCE_RESPONSES",
+        default_value_t = 0,
+        value_name = "N",
+        hide = true
+    )]
+    pub fault_drop_produce_responses: u64,
+
+    /// Test only: drop one in every this many produce responses (with the flag above).
+    #[arg(long, env = "JET_FAULT_DROP_EVERY", default_value_t = 1, value_name = "K", hide = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub fault_drop_every: u64,
+}
+
+/// When the Raft write batch reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fsync {
+    /// fsync each Raft write batch before acknowledging it (one fsync covers a whole group
+    /// commit).
+    Always,
+    /// leave flushing to the operating system (Kafka's default); a power loss can lose
+    /// acknowledged writes, a process crash cannot.
+    Never,
+}
+
+impl Args {
+    /// The test-only fault injector: inert unless `--fault-drop-produce-responses` is set.
+    pub fn faults(&self) -> jet_kafka::FaultInjector {
+        if self.fault_drop_produce_responses == 0 {
+            jet_kafka::FaultInjector::inert()
+        } else {
+            jet_kafka::FaultInjector::new(self.fault_drop_produce_responses, self.fault_drop_every)
+        }
+    }
+
+    /// Settings of the replication layer.
+    pub fn node_config(&self) -> jet_replication::NodeConfig {
+        let mut cfg = jet_replication::NodeConfig::new(self.data_dir.clone());
+        cfg.node_id = self.node_id;
+        cfg.data_shards = self.shards;
+        cfg.fsync = self.fsync == Fsync::Always;
+        cfg.max_batch_bytes = self.max_batch_bytes as usize;
+        cfg.max_pending_proposals = self.max_pending_proposals as usize;
+        cfg.retention_check_interval = Duration::from_millis(self.retention_check_interval_ms);
+        // One Raft entry must hold at least the largest batch a client may send.
+        cfg.max_entry_bytes = cfg.max_entry_bytes.max(cfg.max_batch_bytes + 4096);
+        cfg
+    }
+}
+
+/// `HOST:PORT` or `IP:PORT`, resolved once; a hostname takes its first address.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    parse_host_port(s)?;
+    s.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {s}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s} resolves to no address"))
+}
+
+/// `HOST:PORT`, where HOST may be a name, an IPv4 address or a bracketed IPv6 address.
+fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let bad = || format!("expected HOST:PORT (e.g. 127.0.0.1:9092), got '{s}'");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// Checks that a filter parses, so a typo fails at start-up rather than silently logging nothing.
+fn parse_log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("bad log filter '{s}': {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use std::path::Path;
+
+    #[test]
+    fn command_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let a = Args::try_parse_from(["jet"]).unwrap();
+        assert_eq!(a.node_id, 1);
+        assert_eq!(a.listen, "127.0.0.1:9092".parse::<SocketAddr>().unwrap());
+        assert_eq!(a.advertise, None);
+        assert_eq!(a.data_dir, PathBuf::from("./jet-data"));
+        assert_eq!(a.shards, 4);
+        assert_eq!(a.fsync, Fsync::Always);
+        assert!(a.auto_create_topics);
+        assert_eq!(a.max_request_bytes, 104_857_600);
+        assert_eq!(a.max_batch_bytes, 1_048_588);
+        assert_eq!(a.max_in_flight, 32);
+        assert_eq!(a.retention_check_interval_ms, 300_000);
+        let n = a.node_config();
+        assert!(n.fsync);
+        assert_eq!(n.data_shards, 4);
+        assert_eq!(n.retention_check_interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let a = Args::try_parse_from([
+            "jet",
+            "--auto-create-topics=false",
+            "--fsync",
+            "never",
+            "--advertise",
+            "[::1]:19092",
+            "--listen",
+            "0.0.0.0:0",
+            "--log-level",
+            "warn,jet=debug",
+        ])
+        .unwrap();
+        assert!(!a.auto_create_topics);
+        assert_eq!(a.fsync, Fsync::Never);
+        assert_eq!(a.advertise, Some(("::1".to_string(), 19092)));
+        assert!(
+            Args::try_parse_from(["jet", "--auto-create-topics"])
+                .unwrap()
+                .auto_create_topics
+        );
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        for bad in [
+            &["jet", "--listen", "nonsense"][..],
+            &["jet", "--advertise", "host"],
+            &["jet", "--advertise", "host:99999"],
+            &["jet", "--shards", "0"],
+            &["jet", "--node-id", "0"],
+            &["jet", "--fsync", "sometimes"],
+            &["jet", "--no-such-flag"],
+            &["jet", "--log-level", "info,[[["],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?} should fail");
+        }
+    }
+
+    /// The flags table of README.md and docs/operations.md, as the command defines it.
+    fn flags_table() -> Vec<String> {
+        let cmd = Args::command();
+        cmd.get_arguments()
+            .filter(|a| !a.is_hide_set() && !matches!(a.get_id().as_str(), "help" | "version"))
+            .map(|arg| {
+                let long = arg.get_long().expect("every flag is long");
+                let mut values = arg
+                    .get_value_names()
+                    .map(|v| v.iter().map(|n| format!("<{n}>")).collect::<Vec<_>>())
+                    .unwrap_or_default()
+                    .join(" ");
+                if arg.get_num_args().is_some_and(|n| n.min_values() == 0) {
+                    values = format!("[{values}]");
+                }
+                let env = arg.get_env().expect("every flag has an env var");
+                let default = match arg.get_default_values() {
+                    [] => "(none)".to_string(),
+                    [d, ..] => format!("`{}`", d.to_string_lossy()),
+                };
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                format!(
+                    "| `--{long} {values}` | `{}` | {default} | {help} |",
+                    env.to_string_lossy()
+                )
+            })
+            .collect()
+    }
+
+    /// The README's promise: its flags table (and the one in docs/operations.md) lists every flag
+    /// of `jet --help`, in order, with its environment variable, default and help text. On a
+    /// mismatch the message holds the table to paste.
+    #[test]
+    fn docs_flag_tables_match_the_command() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let want = flags_table();
+        for doc in ["README.md", "docs/operations.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap_or_default();
+            let got: Vec<&str> = text.lines().filter(|l| l.starts_with("| `--")).collect();
+            assert!(
+                got == want,
+                "{doc}: the flags table differs from the command; it should read:\n{}",
+                want.join("\n")
+            );
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Produce (key 0): append record batches, versions 3–13.
+//!
+//! - **Versions.** kafka-protocol decodes 3–13, and Kafka 4 accepts no less (KIP-896 removed
+//!   0–2). Kafka 4 still *lists* Produce from version 0 in ApiVersions (its
+//!   `PRODUCE_API_VERSIONS_RESPONSE_MIN_VERSION`, KAFKA-18659) because librdkafka before 2.11.1
+//!   turns compression off when the minimum is above 0; a request at 0–2 is then refused by the
+//!   request parser like any unsupported version, which closes the connection. Jet does the same:
+//!   [`VERSIONS`] is what is accepted, [`ADVERTISED_MIN_VERSION`] what is listed.
+//! - **Topics.** v13 names topics by id (UNKNOWN_TOPIC_ID when unknown), earlier versions by name
+//!   (UNKNOWN_TOPIC_OR_PARTITION). Produce never creates topics, as in Kafka.
+//! - **Validation.** Every batch is checked (`jet_protocol::batch::validate_all`: magic, sizes,
+//!   CRC-32C) and measured against the topic's `max.message.bytes` before anything is appended.
+//!   Errors are per partition: the rest of the request is still appended.
+//! - **Records stay bytes.** The `records` of a partition is a slice of the request frame and goes
+//!   to `Node::append` as it is; nothing here decodes a record.
+//! - **acks.** 0 sends no response (after the append, so the connection's in-flight limit still
+//!   bounds it). 1 and -1 both answer after the append is committed and applied: on a single
+//!   node, committed *is* persisted locally, so there is nothing weaker for acks=1 to wait for.
+//!   Other values answer INVALID_REQUIRED_ACKS, as Kafka does.
+//! - **Order.** Two phases: [`start`] validates and hands every append to its shard
+//!   (`Node::append_start`), and the connection runs it to completion before it reads the next
+//!   request, so pipelined Produce requests on one connection append in the order they were
+//!   sent; [`Pending::finish`] then waits for the commits concurrently with other requests.
+
+use futures::future::join_all;
+use jet_replication::AppendTicket;
+use jet_protocol::batch;
+use jet_replication::{AppendOutcome, Error, TopicPartition};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
+};
+use kafka_protocol::protocol::{StrBytes, VersionRange};
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::Ctx;
+use crate::error_map;
+
+/// The API key.
+pub const API_KEY: ApiKey = ApiKey::Produce;
+/// Versions accepted: 3–13.
+pub const VERSIONS: VersionRange = VersionRange { min: 3, max: 13 };
+/// The minimum version listed in ApiVersions (see the module docs: librdkafka needs 0).
+pub const ADVERTISED_MIN_VERSION: i16 = 0;
+
+/// Where one partition of the request stands before its append.
+enum Slot {
+    /// Refused before appending.
+    Failed(ResponseError, String),
+    /// Appending; its result is at this index of the append results.
+    Appending(usize),
+}
+
+/// A Produce request whose appends were all handed to their shards (or refused).
+pub struct Pending {
+    version: i16,
+    acks: i16,
+    topics: Vec<(TopicName, Uuid, Vec<(i32, Slot)>)>,
+    tickets: Vec<AppendTicket>,
+}
+
+/// Answers a Produce request; `None` for acks=0.
+pub async fn handle(
+    ctx: &Ctx,
+    header: &RequestHeader,
+    req: ProduceRequest,
+) -> Option<ProduceResponse> {
+    start(ctx, header, req).await.finish().await
+}
+
+/// Phase one, in request order: resolve, validate, and hand every append to its shard.
+pub async fn start(ctx: &Ctx, header: &RequestHeader, req: ProduceRequest) -> Pending {
+    let version = header.request_api_version;
+    let acks = req.acks;
+    let valid_acks = matches!(acks, -1..=1);
+    let meta = ctx.node.metadata();
+
+    let mut tickets = Vec::new();
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for topic in req.topic_data {
+        let (resolved, unknown) = if version >= 13 {
+            (
+                meta.topic_by_id(&topic.topic_id),
+                ResponseError::UnknownTopicId,
+            )
+        } else {
+            (
+                meta.topic(&topic.name),
+                ResponseError::UnknownTopicOrPartition,
+            )
+        };
+        let mut slots = Vec::with_capacity(topic.partition_data.len());
+        for partition in topic.partition_data {
+            let slot = match resolved {
+                _ if !valid_acks => Slot::Failed(
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks must be -1, 0 or 1, not {acks}"),
+                ),
+                None => Slot::Failed(unknown, "unknown topic".into()),
+                Some(t)
+                    if partition.index < 0 || partition.index as usize >= t.partitions.len() =>
+                {
+                    Slot::Failed(
+                        ResponseError::UnknownTopicOrPartition,
+                        "unknown partition".into(),
+                    )
+                }
+                Some(t) => {
+                    let tp = TopicPartition::new(t.id, partition.index);
+                    let records = partition.records.unwrap_or_default();
+                    match check_batches(ctx, &tp, &records) {
+                        Err((code, message)) => Slot::Failed(code, message),
+                        Ok(()) => match ctx.node.append_start(tp, records).await {
+                            Ok(ticket) => {
+                                tickets.push(ticket);
+                                Slot::Appending(tickets.len() - 1)
+                            }
+                            Err(e) => Slot::Failed(error_map::response_error(&e), e.to_string()),
+                        },
+                    }
+                }
+            };
+            slots.push((partition.index, slot));
+        }
+        topics.push((topic.name, topic.topic_id, slots));
+    }
+    Pending {
+        version,
+        acks,
+        topics,
+        tickets,
+    }
+}
+
+impl Pending {
+    /// The request's acks.
+    pub fn acks(&self) -> i16 {
+        self.acks
+    }
+
+    /// Phase two: waits for every append to commit (concurrently) and builds the response;
+    /// `None` for acks=0.
+    pub async fn finish(self) -> Option<ProduceResponse> {
+        let Pending {
+            version,
+            acks,
+            topics,
+            tickets,
+        } = self;
+        let results = join_all(tickets.into_iter().map(AppendTicket::wait)).await;
+        if acks == 0 {
+            return None;
+        }
+        Some(response(version, topics, &results))
+    }
+}
+
+fn response(
+    version: i16,
+    topics: Vec<(TopicName, Uuid, Vec<(i32, Slot)>)>,
+    results: &[Result<AppendOutcome, Error>],
+) -> ProduceResponse {
+
+    let responses = topics
+        .into_iter()
+        .map(|(name, topic_id, slots)| {
+            let partitions = slots
+                .into_iter()
+                .map(|(index, slot)| match slot {
+                    Slot::Failed(code, message) => failed(version, index, code, message, -1),
+                    Slot::Appending(i) => match &results[i] {
+                        Ok(outcome) => appended(index, outcome),
+                        Err(e) => {
+                            let log_start = match e {
+                                Error::OffsetOutOfRange {
+                                    log_start_offset, ..
+                                } => *log_start_offset,
+                                _ => -1,
+                            };
+                            failed(
+                                version,
+                                index,
+                                error_map::response_error(e),
+                                e.to_string(),
+                                log_start,
+                            )
+                        }
+                    },
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(if version >= 13 {
+                    Default::default()
+                } else {
+                    name
+                })
+                .with_topic_id(if version >= 13 { topic_id } else { Uuid::nil() })
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}
+
+/// Validates the batches of one partition and checks each against the topic's size limit.
+fn check_batches(
+    ctx: &Ctx,
+    tp: &TopicPartition,
+    records: &[u8],
+) -> Result<(), (ResponseError, String)> {
+    let headers =
+        batch::validate_all(records).map_err(|e| (error_map::response_error(&e), e.to_string()))?;
+    let max = ctx.node.max_batch_bytes(tp);
+    for h in &headers {
+        if h.total_len() > max {
+            let e = Error::MessageTooLarge {
+                size: h.total_len(),
+                max,
+            };
+            return Err((error_map::response_error(&e), e.to_string()));
+        }
+    }
+    Ok(())
+}
+
+fn appended(index: i32, outcome: &AppendOutcome) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_base_offset(outcome.base_offset)
+        .with_log_append_time_ms(outcome.log_append_time_ms)
+        .with_log_start_offset(outcome.log_start_offset)
+}
+
+fn failed(
+    version: i16,
+    index: i32,
+    error: ResponseError,
+    message: String,
+    log_start_offset: i64,
+) -> PartitionProduceResponse {
+    // Produce v3 predates KAFKA_STORAGE_ERROR ("version 4 ... the requester must be prepared to
+    // handle KAFKA_STORAGE_ERROR"); older clients get the retriable NOT_LEADER_OR_FOLLOWER.
+    let error = if version < 4 && error == ResponseError::KafkaStorageError {
+        ResponseError::NotLeaderOrFollower
+    } else {
+        error
+    };
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(log_start_offset)
+        .with_error_message(Some(StrBytes::from_string(message)))
+}

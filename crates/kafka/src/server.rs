@@ -1,0 +1,123 @@
+//! [`run`]: the accept loop.
+//!
+//! Shaped like mini-redis's `server.rs`: a semaphore caps open connections (a permit is taken
+//! *before* `accept`, so excess clients wait in the kernel backlog instead of costing a task and a
+//! buffer each), accept errors back off instead of spinning, and shutdown is a broadcast every
+//! connection listens to. On shutdown the server stops accepting, each connection stops reading
+//! and finishes the requests it already has, and after [`SHUTDOWN_GRACE`] whatever is left is
+//! dropped.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jet_replication::Node;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::config::ServerConfig;
+use crate::connection;
+use crate::handlers::Ctx;
+
+/// How long in-flight requests may take to finish once shutdown starts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Longest pause after repeated accept errors (such as running out of file descriptors).
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Serves Kafka clients on `listener` until `shutdown` resolves, then lets in-flight requests
+/// finish (up to [`SHUTDOWN_GRACE`]) and returns.
+pub async fn run(
+    mut config: ServerConfig,
+    node: Arc<Node>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // The listener is the truth about where we listen: this resolves port 0 for everyone who
+    // reads `config.listen` (the advertised address among them).
+    config.listen = listener.local_addr()?;
+    let config = Arc::new(config);
+    // Restores every group from the store before the first client is served.
+    let groups = jet_groups::Coordinator::start(node.clone())
+        .await
+        .map_err(|e| std::io::Error::other(format!("cannot start the group coordinator: {e}")))?;
+    let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut backoff = Duration::from_millis(10);
+    tokio::pin!(shutdown);
+
+    loop {
+        // Reap finished connections so the set does not grow with every client ever served.
+        while tasks.try_join_next().is_some() {}
+
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                // The semaphore is never closed; if it were, no connection could be served.
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer_addr) = match accepted {
+            Ok(accepted) => {
+                backoff = Duration::from_millis(10);
+                accepted
+            }
+            Err(e) => {
+                // EMFILE, ECONNABORTED and friends: none is a reason to stop serving the
+                // clients already connected, so wait a little and try again.
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        let local_addr = match socket.local_addr() {
+            Ok(addr) => addr,
+            Err(e) => {
+                tracing::debug!(peer = %peer_addr, error = %e, "connection gone before it was served");
+                continue;
+            }
+        };
+        if let Err(e) = socket.set_nodelay(true) {
+            tracing::debug!(peer = %peer_addr, error = %e, "cannot set TCP_NODELAY");
+        }
+        let ctx = Ctx {
+            node: node.clone(),
+            config: config.clone(),
+            local_addr,
+            peer_addr,
+            groups: groups.clone(),
+        };
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            connection::serve(socket, ctx, stop).await;
+            drop(permit);
+        });
+    }
+
+    tracing::info!(
+        connections = tasks.len(),
+        "kafka server stops accepting; finishing in-flight requests"
+    );
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = tasks.len(),
+            grace_ms = SHUTDOWN_GRACE.as_millis() as u64,
+            "connections still busy after the shutdown grace period; dropping them"
+        );
+        tasks.shutdown().await;
+    }
+    Ok(())
+}
