@@ -126,13 +126,18 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
 class Jet:
     """One `jet` process, restartable on the same data dir and port."""
 
-    def __init__(self, binary: Path, data_dir: Path, log_path: Path, extra_args=()):
+    def __init__(
+        self, binary: Path, data_dir: Path, log_path: Path, extra_args=(), env=None,
+        listen_host: str = "127.0.0.1",
+    ):
         self.binary = binary
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_args = list(extra_args)
+        self.env = dict(env or {})
         self.port = free_port()
-        self.host = "127.0.0.1"
+        self.host = "127.0.0.1"  # where clients dial
+        self.listen_host = listen_host  # what jet binds
         self.proc: subprocess.Popen | None = None
         self.exit_codes: list[int] = []
 
@@ -144,7 +149,7 @@ class Jet:
         return [
             str(self.binary),
             "--listen",
-            self.bootstrap,
+            f"{self.listen_host}:{self.port}",
             "--data-dir",
             str(self.data_dir),
             "--log-level",
@@ -159,6 +164,7 @@ class Jet:
             log.write(f"\n--- start {' '.join(self.args())}\n".encode())
             log.flush()
             env = {k: v for k, v in os.environ.items() if not k.startswith("JET_")}
+            env.update(self.env)
             self.proc = subprocess.Popen(
                 self.args(), stdout=log, stderr=subprocess.STDOUT, env=env
             )

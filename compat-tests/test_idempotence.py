@@ -73,8 +73,9 @@ def verify(produced: dict[int, list[bytes]], stored: dict[int, list[bytes]], lab
             if v in seen:
                 duplicates += 1
             seen.add(v)
-        gaps += len(set(want) - seen)
-        if [v for v in got if v in set(want)] != [v for v in want if v in seen]:
+        wanted = set(want)
+        gaps += len(wanted - seen)
+        if [v for v in got if v in wanted] != [v for v in want if v in seen]:
             reorders += 1
     print(
         f"{label}: produced={total_produced} stored={total_stored} "
@@ -98,6 +99,11 @@ def produce_confluent(bootstrap, topic, partitions, count, on_progress=None):
             "linger.ms": 5,
             "message.timeout.ms": 120000,
             "retry.backoff.ms": 50,
+            # Small batches: hundreds of produce requests, so the injector has many to drop.
+            "batch.num.messages": 200,
+            # Each dropped response is a disconnect; librdkafka's reconnect backoff otherwise
+            # grows to 10 s per reconnect.
+            "reconnect.backoff.max.ms": 200,
         }
     )
     errors = []
@@ -156,6 +162,7 @@ def test_aiokafka_idempotent_retries_do_not_duplicate(jet, topic):
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
+            max_batch_size=1024,
             request_timeout_ms=30000,
             retry_backoff_ms=50,
         )

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import need
+from conftest import Jet, free_port, need
 from helpers import assert_same, confluent_consume, confluent_produce, make_messages
 
 
@@ -150,3 +150,44 @@ def test_retention_bytes_moves_log_start(jet, topic):
     )
     assert got and got[0].offset == low, f"first offset {got[0].offset if got else None} != {low}"
     assert_same(got, sent[low:], "retained messages")
+
+
+def broker_addresses(bootstrap: str) -> list[str]:
+    admin = need("confluent_kafka.admin")
+    md = admin.AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30)
+    assert md.brokers, "no brokers in Metadata"
+    return [f"{b.host}:{b.port}" for b in md.brokers.values()]
+
+
+def test_wildcard_listen_advertises_the_dialled_address(jet_bin, tmp_path):
+    j = Jet(jet_bin, tmp_path / "d", tmp_path / "jet.log", listen_host="0.0.0.0")
+    j.start()
+    try:
+        assert broker_addresses(j.bootstrap) == [j.bootstrap]
+    finally:
+        assert j.stop() == 0
+
+
+def test_env_vars_configure_the_node(jet_bin, tmp_path):
+    ck = need("confluent_kafka")
+    port = free_port()
+    j = Jet(
+        jet_bin, tmp_path / "d", tmp_path / "jet.log",
+        env={"JET_DEFAULT_PARTITIONS": "3", "JET_ADVERTISE": f"localhost:{port}",
+             "JET_NODE_ID": "7"},
+    )
+    j.port = port
+    j.start()
+    try:
+        assert broker_addresses(j.bootstrap) == [f"localhost:{port}"]
+        producer = ck.Producer({"bootstrap.servers": j.bootstrap})
+        producer.produce("env-auto", value=b"x", partition=0)
+        assert producer.flush(30) == 0
+        from confluent_kafka.admin import AdminClient
+
+        md = AdminClient({"bootstrap.servers": j.bootstrap}).list_topics("env-auto", timeout=30)
+        assert sorted(md.brokers) == [7]
+        assert sorted(md.topics["env-auto"].partitions) == [0, 1, 2]
+        assert {p.leader for p in md.topics["env-auto"].partitions.values()} == {7}
+    finally:
+        assert j.stop() == 0

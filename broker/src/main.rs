@@ -27,6 +27,9 @@ use config::Args;
 /// How long a stop may take before the process exits without finishing it.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the runtime may take to drop its remaining tasks once everything has stopped.
+const RUNTIME_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
@@ -44,7 +47,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
+    let served = runtime.block_on(serve(args));
+    // Tasks still parked on the runtime (idle connections' leftovers, timers) are dropped; a
+    // blocking task that does not return in time is abandoned rather than holding the exit.
+    runtime.shutdown_timeout(RUNTIME_EXIT_TIMEOUT);
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the context chain joined, so scripts and tests can match it.
@@ -104,6 +111,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let cluster_id = load_or_create_cluster_id(&args.data_dir)?;
 
+    // Signals are watched from here on: a SIGTERM while the node starts stops it right after.
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(watch_signals(stop_tx));
+
     tracing::info!(
         node_id = args.node_id,
         data_dir = %args.data_dir.display(),
@@ -136,9 +147,6 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             "fault injection enabled: produce responses will be dropped (test only)"
         );
     }
-
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    tokio::spawn(watch_signals(stop_tx));
 
     tracing::info!(
         addr = %local_addr,

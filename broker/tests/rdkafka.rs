@@ -54,7 +54,10 @@ impl Broker {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("jet exited with {status} while starting:\n{}", self.log_text());
+                panic!(
+                    "jet exited with {status} while starting:\n{}",
+                    self.log_text()
+                );
             }
             if std::net::TcpStream::connect(&self.bootstrap).is_ok() {
                 return;
@@ -89,7 +92,9 @@ fn key(i: usize) -> String {
 
 fn value(i: usize) -> Vec<u8> {
     // Values of varied length, with every byte value, so nothing depends on text.
-    (0..(i % 300) + 1).map(|b| ((b * 31 + i) % 256) as u8).collect()
+    (0..(i % 300) + 1)
+        .map(|b| ((b * 31 + i) % 256) as u8)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +132,9 @@ async fn produce_acks_all_then_consume_from_stored_offset() {
     });
     let delivered = futures::future::join_all(sends).await;
     for (i, d) in delivered.iter().enumerate() {
-        let d = d.as_ref().unwrap_or_else(|e| panic!("message {i} not delivered: {e}"));
+        let d = d
+            .as_ref()
+            .unwrap_or_else(|e| panic!("message {i} not delivered: {e}"));
         assert_eq!((d.partition, d.offset), (0, i as i64), "message {i}");
     }
 

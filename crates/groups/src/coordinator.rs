@@ -50,6 +50,14 @@ impl Coordinator {
         Self::start_with(Arc::new(NodeBackend(node)), GroupConfig::default()).await
     }
 
+    /// Starts the coordinator of `node` with the given settings (the broker's flags).
+    pub async fn start_with_config(
+        node: Arc<Node>,
+        config: GroupConfig,
+    ) -> Result<Arc<Coordinator>, jet_replication::Error> {
+        Self::start_with(Arc::new(NodeBackend(node)), config).await
+    }
+
     /// Starts a coordinator on any backend with the given settings.
     pub async fn start_with(
         backend: Arc<dyn Backend>,

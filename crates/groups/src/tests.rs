@@ -524,3 +524,80 @@ async fn a_second_join_of_the_same_member_answers_the_first() {
     let _ = c.join_group(join_req("g", &ids[0], &["range"])).await;
     assert_eq!(second.await.unwrap().error, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_member_holds_the_rebalance_until_it_expires() {
+    let (c, _) = start().await;
+    let (ids, generation) = stable_group(&c, "g", 1).await;
+    // Someone gets a member id and never comes back; the leader asks for a rebalance.
+    let _ghost = member_id(&c, "g").await;
+    let started = Instant::now();
+    let r = c.join_group(join_req("g", &ids[0], &["range"])).await;
+    // The pending member's place lapses with its session timeout, then the join completes.
+    assert_eq!(started.elapsed(), Duration::from_millis(SESSION_MS as u64));
+    assert_eq!((r.generation_id, r.members.len()), (generation + 1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn members_that_never_sync_are_removed_at_the_rebalance_timeout() {
+    let (c, _) = start().await;
+    let a = member_id(&c, "g").await;
+    let ja = spawn_join(&c, join_req("g", &a, &["range"]));
+    let b = member_id(&c, "g").await;
+    let jb = spawn_join(&c, join_req("g", &b, &["range"]));
+    let (ra, _rb) = (ja.await.unwrap(), jb.await.unwrap());
+    let leader = ra.leader.clone();
+    let follower = if leader == a { b } else { a };
+    // Only the leader syncs; the follower heartbeats but never sends SyncGroup.
+    let mut s = sync_req("g", ra.generation_id, &leader);
+    s.assignments = vec![(leader.clone(), Bytes::from_static(b"L"))];
+    assert_eq!(c.sync_group(s).await.error, None);
+    let beating = {
+        let (c, id, generation) = (c.clone(), follower.clone(), ra.generation_id);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let _ = c.heartbeat("g", generation, &id, None);
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut seen = None;
+    while started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Err(e) = c.heartbeat("g", ra.generation_id, &leader, None) {
+            seen = Some(e);
+            break;
+        }
+    }
+    beating.abort();
+    // The sync deadline (the rebalance timeout after the join) removed the follower.
+    assert_eq!(seen, Some(Error::RebalanceInProgress));
+    assert!(started.elapsed() >= Duration::from_millis(REBALANCE_MS as u64 - 1000));
+    let r = c.join_group(join_req("g", &leader, &["range"])).await;
+    assert_eq!(r.members.len(), 1);
+    assert_eq!(
+        c.heartbeat("g", r.generation_id, &follower, None),
+        Err(Error::UnknownMemberId)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_administrator_removes_a_static_member_by_instance_id() {
+    let (c, _) = start().await;
+    let r = c.join_group(static_req("g", "", "i1")).await;
+    assert_eq!(r.error, None);
+    let left = c.leave_group(
+        "g",
+        &[LeavingMember {
+            member_id: String::new(),
+            group_instance_id: Some("i1".into()),
+        }],
+    );
+    assert_eq!(left, Ok(vec![Ok(())]));
+    assert_eq!(state(&c, "g"), GroupState::Empty);
+    assert_eq!(
+        c.heartbeat("g", r.generation_id, &r.member_id, Some("i1")),
+        Err(Error::UnknownMemberId)
+    );
+}

@@ -36,7 +36,7 @@ impl FaultInjector {
             return false;
         }
         let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % self.every != 0 {
+        if !n.is_multiple_of(self.every) {
             return false;
         }
         self.remaining

@@ -306,6 +306,11 @@ impl Driver {
         let mut msgs = Vec::new();
         loop {
             // 1. Wait for work or the next tick, then take everything queued.
+            if shutdown.is_none() && self.shared.stop.load(Ordering::Acquire) {
+                // The Node was dropped: stop as if asked to, with nobody to tell.
+                shutdown = Some(oneshot::channel().0);
+                rx.close();
+            }
             if shutdown.is_none() {
                 let deadline = tokio::time::Instant::from_std(next_tick);
                 let has_work = self.shards.iter().any(|s| s.raw.has_ready());

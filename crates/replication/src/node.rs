@@ -129,6 +129,8 @@ pub struct CreateTopic {
 
 /// State the driver and readers share.
 pub(crate) struct Shared {
+    /// Set when the `Node` is dropped without `shutdown`: the driver stops at its next turn.
+    pub stop: std::sync::atomic::AtomicBool,
     pub metadata: RwLock<Arc<ClusterMetadata>>,
     pub partitions: RwLock<HashMap<TopicPartition, PartitionHandle>>,
     pub shards: Vec<Arc<ShardStatus>>,
@@ -182,6 +184,7 @@ impl Node {
             })
             .collect();
         let shared = Arc::new(Shared {
+            stop: std::sync::atomic::AtomicBool::new(false),
             metadata: RwLock::new(Arc::new(ClusterMetadata::default())),
             partitions: RwLock::new(HashMap::new()),
             shards,
@@ -642,6 +645,25 @@ fn retention_start(
         start = info.last_offset + 1;
     }
     start
+}
+
+impl Drop for Node {
+    /// A node dropped without [`Node::shutdown`] (a test that ends, a panic) still stops its
+    /// driver and waits for it, so RocksDB is closed before the process exits: RocksDB threads
+    /// left running race the C++ static destructors at exit and can abort the process.
+    fn drop(&mut self) {
+        let handle = match self.driver.get_mut() {
+            Ok(h) => h.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(h) = handle {
+            self.shared
+                .stop
+                .store(true, std::sync::atomic::Ordering::Release);
+            let _ = h.join();
+            self.store.stop_background_work();
+        }
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -36,9 +36,8 @@ pub async fn handle(
         for p in t.partition_indexes {
             let part = PartitionResponse::default().with_partition_index(p);
             let Some(topic) = topic else {
-                partitions.push(
-                    part.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
-                );
+                partitions
+                    .push(part.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
             let tp = TopicPartition::new(topic.id, p);

@@ -23,13 +23,11 @@
 //!   sent; [`Pending::finish`] then waits for the commits concurrently with other requests.
 
 use futures::future::join_all;
-use jet_replication::AppendTicket;
 use jet_protocol::batch;
+use jet_replication::AppendTicket;
 use jet_replication::{AppendOutcome, Error, TopicPartition};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{
-    ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
@@ -52,11 +50,14 @@ enum Slot {
     Appending(usize),
 }
 
+/// One topic of the request: name, id, and each partition's slot.
+type TopicSlots = (TopicName, Uuid, Vec<(i32, Slot)>);
+
 /// A Produce request whose appends were all handed to their shards (or refused).
 pub struct Pending {
     version: i16,
     acks: i16,
-    topics: Vec<(TopicName, Uuid, Vec<(i32, Slot)>)>,
+    topics: Vec<TopicSlots>,
     tickets: Vec<AppendTicket>,
 }
 
@@ -158,10 +159,9 @@ impl Pending {
 
 fn response(
     version: i16,
-    topics: Vec<(TopicName, Uuid, Vec<(i32, Slot)>)>,
+    topics: Vec<TopicSlots>,
     results: &[Result<AppendOutcome, Error>],
 ) -> ProduceResponse {
-
     let responses = topics
         .into_iter()
         .map(|(name, topic_id, slots)| {
