@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub rack: Option<String>,
     /// Test-only fault injection; inert by default.
     pub faults: Arc<FaultInjector>,
+    /// Consumer group coordinator settings (rebalance delay, offset retention, limits).
+    pub groups: jet_groups::GroupConfig,
 }
 
 impl ServerConfig {
@@ -57,6 +59,7 @@ impl ServerConfig {
             default_replication_factor: 1,
             rack: None,
             faults: Arc::new(FaultInjector::inert()),
+            groups: jet_groups::GroupConfig::default(),
         }
     }
 }

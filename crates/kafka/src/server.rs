@@ -39,7 +39,7 @@ pub async fn run(
     config.listen = listener.local_addr()?;
     let config = Arc::new(config);
     // Restores every group from the store before the first client is served.
-    let groups = jet_groups::Coordinator::start(node.clone())
+    let groups = jet_groups::Coordinator::start_with_config(node.clone(), config.groups.clone())
         .await
         .map_err(|e| std::io::Error::other(format!("cannot start the group coordinator: {e}")))?;
     let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
