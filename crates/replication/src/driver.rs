@@ -19,6 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use jet_protocol::batch::{self, BatchHeader};
 use jet_storage::{Batch, PartitionState, ShardLog, Store, TopicPartition};
 use raft::eraftpb::{ConfState, Entry, EntryType};
@@ -144,6 +145,8 @@ struct Publish {
     answers: Vec<(Waiters, Applied)>,
     /// Producer states changed (written) or expired (deleted) by this turn.
     producers: HashSet<(TopicPartition, i64)>,
+    /// Batches stored by this turn, for the partitions' tail caches.
+    stored: HashMap<TopicPartition, Vec<(i64, i64, Bytes)>>,
 }
 
 pub(crate) fn spawn(
@@ -252,8 +255,12 @@ impl Driver {
             for (p, pm) in topic.partitions.iter().enumerate() {
                 let tp = TopicPartition::new(topic.id, p as i32);
                 let state = states.remove(&tp).unwrap_or_else(PartitionState::empty);
-                let handle =
-                    PartitionHandle::new(tp, shared.shards[pm.shard as usize].clone(), &state);
+                let handle = PartitionHandle::new(
+                    tp,
+                    shared.shards[pm.shard as usize].clone(),
+                    &state,
+                    shared.tail_budget.clone(),
+                );
                 parts.insert(
                     tp,
                     Part {
@@ -574,6 +581,9 @@ impl Driver {
                 apply.put_partition_state(tp, &p.state);
             }
         }
+        publish
+            .stored
+            .retain(|tp, _| publish.partitions.contains(tp));
         for (tp, pid) in &publish.producers {
             let key = jet_storage::keys::producer_state(tp, *pid);
             match self.parts.get(tp).and_then(|p| p.producers.get(pid)) {
@@ -586,9 +596,10 @@ impl Driver {
                 .map_err(|e| Error::Storage(format!("metadata encode: {e}")))?;
             apply.put_cluster_metadata(&doc);
         }
-        // The raft log holding these entries is durable already; this write needs no fsync of
-        // its own, and RocksDB's single WAL keeps it ordered after the entries.
-        self.store.write(apply, false)?;
+        // The Raft log holding these entries is durable already, and its entries are deleted
+        // only by this same unlogged write: after a crash either both survive (flushed together)
+        // or neither, and the entries are applied again. So this write skips the WAL.
+        self.store.write_unlogged(apply)?;
         self.publish(publish);
         Ok(())
     }
@@ -609,8 +620,13 @@ impl Driver {
                 }
             }
         }
+        let mut stored = p.stored;
         for tp in &p.partitions {
             if let Some(part) = self.parts.get(tp) {
+                // Cache first, then advance the high watermark: a reader that sees the new
+                // watermark finds the batches in the cache or the store.
+                let batches = stored.remove(tp).unwrap_or_default();
+                part.handle.cache(batches, part.state.log_start_offset);
                 part.handle.publish(&part.state);
             }
         }
@@ -803,14 +819,20 @@ impl Driver {
                 h.max_timestamp
             };
             wb.put_record_batch(&tp, st.next_offset, &stored);
+            let last = st.next_offset + h.last_offset_delta as i64;
+            publish
+                .stored
+                .entry(tp)
+                .or_default()
+                .push((st.next_offset, last, Bytes::from(stored)));
             if max_ts > st.max_timestamp {
                 st.max_timestamp = max_ts;
                 st.max_timestamp_batch = st.next_offset;
             }
-            let next = st.next_offset + h.last_offset_delta as i64 + 1;
+            let next = last + 1;
             assert!(next > st.next_offset, "offsets must strictly increase");
             st.next_offset = next;
-            st.size_bytes += stored.len() as u64;
+            st.size_bytes += bytes.len() as u64;
         }
         let log_start_offset = st.log_start_offset;
         for (pid, entry) in changed {
@@ -899,7 +921,12 @@ impl Driver {
                     let Some(status) = self.shared.shards.get(shard as usize) else {
                         continue;
                     };
-                    let handle = PartitionHandle::new(tp, status.clone(), &state);
+                    let handle = PartitionHandle::new(
+                        tp,
+                        status.clone(),
+                        &state,
+                        self.shared.tail_budget.clone(),
+                    );
                     self.parts.insert(
                         tp,
                         Part {

@@ -36,6 +36,9 @@ pub struct NodeConfig {
     pub max_batch_bytes: usize,
     /// Proposals waiting for the driver before producers wait (backpressure).
     pub max_pending_proposals: usize,
+    /// Bytes of record batches handed to shards but not yet applied, node-wide; past it,
+    /// producers wait (backpressure), so memory stays bounded whatever clients send.
+    pub max_append_bytes_in_flight: usize,
     /// Largest Raft entry the driver builds from grouped appends.
     pub max_entry_bytes: usize,
     /// Raft tick.
@@ -47,6 +50,10 @@ pub struct NodeConfig {
     /// How long a partition remembers an idle idempotent producer (Kafka's
     /// `producer.id.expiration.ms`).
     pub producer_id_expiration_ms: i64,
+    /// Bytes of recently appended batches kept in memory for tail reads, node-wide.
+    pub tail_cache_bytes: usize,
+    /// The most of that one partition may hold.
+    pub tail_cache_partition_bytes: usize,
     /// RocksDB sizing.
     pub store: StoreOptions,
 }
@@ -62,11 +69,14 @@ impl NodeConfig {
             // Kafka's message.max.bytes default.
             max_batch_bytes: 1_048_588,
             max_pending_proposals: 8192,
+            max_append_bytes_in_flight: 64 << 20,
             max_entry_bytes: 8 << 20,
             tick: Duration::from_millis(100),
             retention_check_interval: Duration::from_secs(30),
             proposal_timeout: Duration::from_secs(30),
             producer_id_expiration_ms: 86_400_000,
+            tail_cache_bytes: 32 << 20,
+            tail_cache_partition_bytes: 2 << 20,
             store: StoreOptions::default(),
         }
     }
@@ -88,6 +98,8 @@ pub struct AppendOutcome {
 pub struct AppendTicket {
     rx: oneshot::Receiver<Result<AppendOutcome, Error>>,
     timeout: Duration,
+    /// Its share of the in-flight byte budget, returned when the ticket is dropped.
+    _budget: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl AppendTicket {
@@ -133,6 +145,7 @@ pub(crate) struct Shared {
     pub stop: std::sync::atomic::AtomicBool,
     pub metadata: RwLock<Arc<ClusterMetadata>>,
     pub partitions: RwLock<HashMap<TopicPartition, PartitionHandle>>,
+    pub tail_budget: Arc<crate::partition::TailBudget>,
     pub shards: Vec<Arc<ShardStatus>>,
 }
 
@@ -155,6 +168,8 @@ pub struct Node {
     driver: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The producer-id block being handed out: next id, end (exclusive).
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Permits are bytes of appends in flight (`max_append_bytes_in_flight`).
+    append_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// Producer ids taken from the metadata shard at a time, so most InitProducerId requests need
@@ -187,11 +202,21 @@ impl Node {
             stop: std::sync::atomic::AtomicBool::new(false),
             metadata: RwLock::new(Arc::new(ClusterMetadata::default())),
             partitions: RwLock::new(HashMap::new()),
+            tail_budget: crate::partition::TailBudget::new(
+                config.tail_cache_bytes,
+                config.tail_cache_partition_bytes,
+            ),
             shards,
         });
         let (tx, rx) = mpsc::channel(config.max_pending_proposals.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
         let handle = driver::spawn(config.clone(), store.clone(), shared.clone(), rx, ready_tx)?;
+        // Permits are acquired as u32s, so the budget is capped there.
+        let append_budget = Arc::new(tokio::sync::Semaphore::new(
+            config
+                .max_append_bytes_in_flight
+                .clamp(1, u32::MAX as usize),
+        ));
         let node = Arc::new(Node {
             config,
             store,
@@ -199,6 +224,7 @@ impl Node {
             tx,
             driver: Mutex::new(Some(handle)),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
+            append_budget,
         });
         ready_rx.await.map_err(|_| Error::ShuttingDown)??;
         node.clone().spawn_retention();
@@ -447,6 +473,19 @@ impl Node {
                 });
             }
         }
+        // One append larger than the whole budget still goes through, alone.
+        let cost = batches.len().clamp(
+            1,
+            self.config
+                .max_append_bytes_in_flight
+                .clamp(1, u32::MAX as usize),
+        );
+        let budget = self
+            .append_budget
+            .clone()
+            .acquire_many_owned(cost as u32)
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(DriverMsg::Append {
@@ -459,6 +498,7 @@ impl Node {
         Ok(AppendTicket {
             rx,
             timeout: self.config.proposal_timeout,
+            _budget: budget,
         })
     }
 
@@ -492,6 +532,13 @@ impl Node {
         if offset == high_watermark || max_bytes == 0 && !min_one {
             return Ok(ReadResult {
                 batches: Vec::new(),
+                high_watermark,
+                log_start_offset,
+            });
+        }
+        if let Some(batches) = handle.read_cached(offset, high_watermark, max_bytes, min_one) {
+            return Ok(ReadResult {
+                batches,
                 high_watermark,
                 log_start_offset,
             });

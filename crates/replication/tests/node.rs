@@ -298,3 +298,28 @@ async fn idempotent_producer_state_survives_restart() {
     // Producer ids never repeat across restarts.
     assert!(node.new_producer_id().await.unwrap() >= pid + 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_byte_budget_applies_backpressure_without_losing_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    // Room for about two batches at a time.
+    c.max_append_bytes_in_flight = 600;
+    let node = Node::start(c).await.unwrap();
+    let id = create(&node, "budget", 1, &[]).await;
+    let tp = TopicPartition::new(id, 0);
+    let mut tasks = Vec::new();
+    for i in 0..40u8 {
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            node.append(tp, batch_of(1, 1, &[i; 200])).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(node.partition(&tp).unwrap().high_watermark(), 40);
+    // A batch larger than the whole budget still goes through, alone.
+    node.append(tp, batch_of(1, 1, &[9; 1000])).await.unwrap();
+    assert_eq!(node.partition(&tp).unwrap().high_watermark(), 41);
+}
