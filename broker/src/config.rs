@@ -89,11 +89,29 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_pending_proposals: u64,
 
+    /// Bytes of produced record batches accepted but not yet applied, node-wide; past it
+    /// producers wait (bounds memory whatever clients send)
+    #[arg(long, env = "JET_MAX_APPEND_BYTES_IN_FLIGHT", default_value_t = 64 << 20,
+          value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..=4_294_967_295))]
+    pub max_append_bytes_in_flight: u64,
+
     /// How often retention.ms and retention.bytes are enforced, in milliseconds (Kafka's
     /// log.retention.check.interval.ms)
     #[arg(long, env = "JET_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000, value_name = "MS",
           value_parser = clap::value_parser!(u64).range(10..))]
     pub retention_check_interval_ms: u64,
+
+    /// How long a new consumer group waits for more members before its first rebalance, in
+    /// milliseconds (Kafka's group.initial.rebalance.delay.ms)
+    #[arg(long, env = "JET_GROUP_INITIAL_REBALANCE_DELAY_MS", default_value_t = 3000,
+          value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=300_000))]
+    pub group_initial_rebalance_delay_ms: u64,
+
+    /// How long committed offsets of an empty consumer group are kept, in minutes (Kafka's
+    /// offsets.retention.minutes)
+    #[arg(long, env = "JET_OFFSETS_RETENTION_MINUTES", default_value_t = 10_080,
+          value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=52_560_000))]
+    pub offsets_retention_minutes: u64,
 
     /// Log filter: a level (error, warn, info, debug, trace) or RUST_LOG-style directives such as
     /// "info,jet_replication=debug"
@@ -134,6 +152,15 @@ pub enum Fsync {
 }
 
 impl Args {
+    /// Settings of the consumer group coordinator: Kafka's defaults but for the flags above.
+    pub fn group_config(&self) -> jet_groups::GroupConfig {
+        jet_groups::GroupConfig {
+            initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
+            offsets_retention: Duration::from_secs(self.offsets_retention_minutes * 60),
+            ..jet_groups::GroupConfig::default()
+        }
+    }
+
     /// The test-only fault injector: inert unless `--fault-drop-produce-responses` is set.
     pub fn faults(&self) -> jet_kafka::FaultInjector {
         if self.fault_drop_produce_responses == 0 {
@@ -151,6 +178,7 @@ impl Args {
         cfg.fsync = self.fsync == Fsync::Always;
         cfg.max_batch_bytes = self.max_batch_bytes as usize;
         cfg.max_pending_proposals = self.max_pending_proposals as usize;
+        cfg.max_append_bytes_in_flight = self.max_append_bytes_in_flight as usize;
         cfg.retention_check_interval = Duration::from_millis(self.retention_check_interval_ms);
         // One Raft entry must hold at least the largest batch a client may send.
         cfg.max_entry_bytes = cfg.max_entry_bytes.max(cfg.max_batch_bytes + 4096);

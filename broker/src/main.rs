@@ -139,6 +139,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         default_replication_factor: args.default_replication_factor,
         rack: args.rack.clone(),
         faults: Arc::new(args.faults()),
+        groups: args.group_config(),
     };
     if args.fault_drop_produce_responses > 0 {
         tracing::warn!(
