@@ -12,8 +12,16 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/jet-target}"
 
 step() { printf '\n=== %s  [%s]\n' "$*" "$(date +%H:%M:%S)"; }
 
+work="$(mktemp -d)"
+bench_jet=""
+cleanup() {
+    if [ -n "$bench_jet" ]; then kill -9 "$bench_jet" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
 step "cargo test --release --workspace"
-cargo test --release --workspace
+cargo test --release --workspace 2>&1 | tee "$work/cargo-test.log"
 
 step "cargo build --release -p jet"
 cargo build --release -p jet
@@ -21,14 +29,52 @@ export JET_BIN="$CARGO_TARGET_DIR/release/jet"
 
 step "compat tests: real clients against $JET_BIN"
 # pytest exits 5 when it collects no test; under `set -e` that fails the run, as it should.
-python3 -m pytest -v compat-tests
+python3 -m pytest -v compat-tests --junitxml "$work/pytest.xml"
 
 # --- bench quick suite (owned by the bench engineer) ---------------------------------------------
-# Runs when the jet-bench binary has a `suite` command; it fails the run on any count or order error.
+# Runs when the jet-bench binary has a `suite` command: a fresh jet on a free port and a temp data
+# dir, the quick suite against it (it fails on any count or order error), then a clean stop.
 if cargo run --release -q -p jet-bench -- suite --help >/dev/null 2>&1; then
     step "bench quick suite"
-    cargo run --release -p jet-bench -- suite --quick
+    bench_dir="$work/bench"
+    mkdir -p "$bench_dir"
+    bench_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    "$JET_BIN" --listen "127.0.0.1:$bench_port" --data-dir "$bench_dir/data" \
+        >"$bench_dir/jet.log" 2>&1 &
+    bench_jet=$!
+    for _ in $(seq 1 300); do  # up to 30 s for the port
+        if (exec 3<>"/dev/tcp/127.0.0.1/$bench_port") 2>/dev/null; then break; fi
+        kill -0 "$bench_jet" 2>/dev/null || { cat "$bench_dir/jet.log"; exit 1; }
+        sleep 0.1
+    done
+    cargo run --release -p jet-bench -- suite --quick --brokers "127.0.0.1:$bench_port" \
+        --broker-pid "$bench_jet" --out "$bench_dir/out" \
+        || { tail -50 "$bench_dir/jet.log"; exit 1; }
+    kill -TERM "$bench_jet"
+    wait "$bench_jet" || { echo "jet did not exit 0 on SIGTERM after the bench"; exit 1; }
+    bench_jet=""
 fi
 # --- end bench quick suite -----------------------------------------------------------------------
 
 step "all tests passed"
+# One plain closing line for whoever reads the end of the log: cargo's and pytest's counts added.
+python3 - "$work" <<'PY'
+import re, sys, xml.etree.ElementTree as ET
+work = sys.argv[1]
+log = open(f"{work}/cargo-test.log", errors="replace").read()
+results = re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", log)
+cargo_passed = sum(int(p) for p, _ in results)
+cargo_failed = sum(int(f) for _, f in results)
+root = ET.parse(f"{work}/pytest.xml").getroot()
+suite = root if root.tag == "testsuite" else root.find("testsuite")
+tests, failures, errors, skipped = (
+    int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")
+)
+py_passed = tests - failures - errors - skipped
+print(f"cargo: {cargo_passed} passed, {cargo_failed} failed")
+print(f"compat: {py_passed} passed, {failures + errors} failed, {skipped} skipped")
+print(
+    f"total: {cargo_passed + py_passed} passed, {cargo_failed + failures + errors} failed, "
+    f"{skipped} skipped"
+)
+PY

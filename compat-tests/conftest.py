@@ -49,18 +49,24 @@ def need(*names: str):
         if name.startswith("bin:"):
             exe = shutil.which(name[4:])
             if exe is None:
-                _missing(f"the '{name[4:]}' executable is not installed")
+                _missing(
+                    f"the '{name[4:]}' executable is not installed",
+                    f"apt-get install {name[4:]}",
+                )
             found.append(exe)
         else:
             try:
                 found.append(importlib.import_module(name))
             except ImportError as e:
-                _missing(f"the Python package for '{name}' is not installed ({e})")
+                _missing(
+                    f"the Python package for '{name}' is not installed ({e})",
+                    "pip install -r compat-tests/requirements.txt",
+                )
     return found[0] if len(found) == 1 else found
 
 
-def _missing(what: str):
-    msg = f"{what}; install it (see README.md: pip install -r compat-tests/requirements.txt)"
+def _missing(what: str, fix: str):
+    msg = f"{what}; install it: {fix} (see README.md)"
     if in_ci():
         pytest.fail(f"CI=true and {msg}", pytrace=False)
     banner = "!" * 78

@@ -70,7 +70,8 @@ def test_help_lists_every_flag_with_its_env_var(jet_bin):
         "node-id", "listen", "advertise", "data-dir", "shards", "fsync", "default-partitions",
         "default-replication-factor", "auto-create-topics", "max-request-bytes",
         "max-batch-bytes", "max-connections", "max-in-flight", "max-pending-proposals",
-        "retention-check-interval-ms", "log-level", "rack",
+        "retention-check-interval-ms", "group-initial-rebalance-delay-ms", "log-level",
+        "rack",
     ]
     for f in expected:
         assert f in flags, f"--{f} missing from --help"
