@@ -91,7 +91,7 @@ pub struct Args {
 
     /// Bytes of produced record batches accepted but not yet applied, node-wide; past it
     /// producers wait (bounds memory whatever clients send)
-    #[arg(long, env = "JET_MAX_APPEND_BYTES_IN_FLIGHT", default_value_t = 64 << 20,
+    #[arg(long, env = "JET_MAX_APPEND_BYTES_IN_FLIGHT", default_value_t = 16 << 20,
           value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..=4_294_967_295))]
     pub max_append_bytes_in_flight: u64,
 

@@ -230,3 +230,31 @@ async fn pipelined_produces_append_in_send_order() {
     let want: Vec<String> = (0..N).map(|i| format!("{i:05}")).collect();
     assert_eq!(values, want);
 }
+
+/// One connection pipelining more produce bytes than the node's whole in-flight budget must not
+/// wedge: the budget is returned when an append is applied, not when the connection gets round
+/// to polling its response (which it cannot while it waits for budget). This deadlocked when the
+/// permit lived in the append ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produces_beyond_the_byte_budget_on_one_connection_complete() {
+    let server = start_with(|n| n.max_append_bytes_in_flight = 4096, |_| {}).await;
+    server.create_topic("budget", 1).await;
+    let mut c = server.client().await;
+    const N: usize = 40;
+    let value = vec![7u8; 1000];
+    let mut wire = BytesMut::new();
+    for _ in 0..N {
+        let (_, f) = c.frame(
+            ApiKey::Produce,
+            9,
+            &produce_request("budget", 0, batch(&[&value]), -1),
+        );
+        wire.extend_from_slice(&f);
+    }
+    c.send_raw(&wire).await;
+    for i in 0..N {
+        let (_, r): (i32, ProduceResponse) = c.recv(ApiKey::Produce, 9).await;
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, i as i64));
+    }
+}

@@ -40,13 +40,29 @@ pub const METADATA_SHARD: u64 = 0;
 /// Most requests taken from the channel in one turn, so one turn stays bounded.
 const MAX_MESSAGES_PER_TURN: usize = 16_384;
 
+/// Where an append's result goes, with the append's share of the node's in-flight byte budget.
+/// The share is returned when the result is sent (the append is applied or failed), not when the
+/// requester reads the result: a connection waiting for budget cannot read results meanwhile.
+pub(crate) struct AppendReply {
+    pub tx: oneshot::Sender<Result<AppendOutcome, Error>>,
+    pub budget: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl AppendReply {
+    fn send(self, r: Result<AppendOutcome, Error>) -> Result<(), Result<AppendOutcome, Error>> {
+        let AppendReply { tx, budget } = self;
+        drop(budget);
+        tx.send(r)
+    }
+}
+
 /// A request to the driver.
 pub(crate) enum DriverMsg {
     /// Append batches to a partition of `shard`.
     Append {
         shard: u64,
         item: AppendItem,
-        tx: oneshot::Sender<Result<AppendOutcome, Error>>,
+        tx: AppendReply,
     },
     /// Move a partition's log start offset.
     DeleteRecords {
@@ -72,7 +88,7 @@ pub(crate) enum DriverMsg {
 
 /// Who waits for an entry to be applied.
 enum Waiters {
-    Append(Vec<oneshot::Sender<Result<AppendOutcome, Error>>>),
+    Append(Vec<AppendReply>),
     DeleteRecords(oneshot::Sender<Result<i64, Error>>),
     Meta(oneshot::Sender<Result<MetaEffect, Error>>),
     GroupWrite(oneshot::Sender<Result<(), Error>>),
@@ -114,7 +130,7 @@ struct Shard {
     /// applied at that index is still theirs.
     pending: BTreeMap<u64, (u64, Waiters)>,
     /// Appends taken from the channel this turn, not yet proposed.
-    queued: Vec<(AppendItem, oneshot::Sender<Result<AppendOutcome, Error>>)>,
+    queued: Vec<(AppendItem, AppendReply)>,
     /// Entry time of the last producer-expiry pass over this shard's partitions.
     last_producer_expiry_ms: i64,
 }

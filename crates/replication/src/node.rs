@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::command::AppendItem;
-use crate::driver::{self, DriverMsg};
+use crate::driver::{self, AppendReply, DriverMsg};
 use crate::metadata::{ClusterMetadata, MetaCommand, MetaEffect, TopicMeta};
 use crate::partition::{PartitionHandle, ShardStatus};
 use crate::topic_config;
@@ -69,7 +69,7 @@ impl NodeConfig {
             // Kafka's message.max.bytes default.
             max_batch_bytes: 1_048_588,
             max_pending_proposals: 8192,
-            max_append_bytes_in_flight: 64 << 20,
+            max_append_bytes_in_flight: 16 << 20,
             max_entry_bytes: 8 << 20,
             tick: Duration::from_millis(100),
             retention_check_interval: Duration::from_secs(30),
@@ -98,8 +98,6 @@ pub struct AppendOutcome {
 pub struct AppendTicket {
     rx: oneshot::Receiver<Result<AppendOutcome, Error>>,
     timeout: Duration,
-    /// Its share of the in-flight byte budget, returned when the ticket is dropped.
-    _budget: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl AppendTicket {
@@ -491,14 +489,13 @@ impl Node {
             .send(DriverMsg::Append {
                 shard: handle.shard(),
                 item: AppendItem { tp, batches },
-                tx,
+                tx: AppendReply { tx, budget },
             })
             .await
             .map_err(|_| Error::ShuttingDown)?;
         Ok(AppendTicket {
             rx,
             timeout: self.config.proposal_timeout,
-            _budget: budget,
         })
     }
 
