@@ -107,6 +107,12 @@ pub struct Args {
           value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=300_000))]
     pub group_initial_rebalance_delay_ms: u64,
 
+    /// How long a partition remembers an idle idempotent producer, in milliseconds (Kafka's
+    /// producer.id.expiration.ms)
+    #[arg(long, env = "JET_PRODUCER_ID_EXPIRATION_MS", default_value_t = 86_400_000,
+          value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
+    pub producer_id_expiration_ms: u64,
+
     /// How long committed offsets of an empty consumer group are kept, in minutes (Kafka's
     /// offsets.retention.minutes)
     #[arg(long, env = "JET_OFFSETS_RETENTION_MINUTES", default_value_t = 10_080,
@@ -179,6 +185,7 @@ impl Args {
         cfg.max_batch_bytes = self.max_batch_bytes as usize;
         cfg.max_pending_proposals = self.max_pending_proposals as usize;
         cfg.max_append_bytes_in_flight = self.max_append_bytes_in_flight as usize;
+        cfg.producer_id_expiration_ms = self.producer_id_expiration_ms as i64;
         cfg.retention_check_interval = Duration::from_millis(self.retention_check_interval_ms);
         // One Raft entry must hold at least the largest batch a client may send.
         cfg.max_entry_bytes = cfg.max_entry_bytes.max(cfg.max_batch_bytes + 4096);

@@ -323,3 +323,33 @@ async fn append_byte_budget_applies_backpressure_without_losing_appends() {
     node.append(tp, batch_of(1, 1, &[9; 1000])).await.unwrap();
     assert_eq!(node.partition(&tp).unwrap().high_watermark(), 41);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_producers_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.producer_id_expiration_ms = 50;
+    let node = Node::start(c).await.unwrap();
+    let id = create(&node, "expiry", 1, &[]).await;
+    let tp = TopicPartition::new(id, 0);
+    node.append(tp, idempotent_batch(7, 0, 0, 1)).await.unwrap();
+    // While remembered, a gap is refused...
+    assert!(matches!(
+        node.append(tp, idempotent_batch(7, 0, 9, 1)).await,
+        Err(Error::OutOfOrderSequence(_))
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    // ...once expired (judged at the next append's entry time), the producer is unknown and may
+    // start anywhere, as in Kafka.
+    node.append(tp, batch_of(1, 1, b"tick")).await.unwrap();
+    assert_eq!(
+        node.append(tp, idempotent_batch(7, 0, 9, 1))
+            .await
+            .unwrap()
+            .base_offset,
+        2
+    );
+    let producers = node.producers(tp).await.unwrap();
+    assert_eq!(producers.len(), 1);
+    assert_eq!(producers[0].1.last_sequence(), 9);
+}
