@@ -306,7 +306,7 @@ impl Node {
             )));
         }
         if req.validate_only {
-            meta.check(&cmd, self.config.data_shards)?;
+            // Apply to a copy: the same checks as the real thing, and the topic it would make.
             let mut m = (*meta).clone();
             m.apply(&cmd, self.config.data_shards)?;
             return m

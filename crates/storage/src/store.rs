@@ -417,16 +417,11 @@ impl Store {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(keys::log_entry(tp, below_offset).to_vec());
         let start = keys::log_entry(tp, from_offset.min(below_offset));
-        let lower = keys::log_entry(tp, 0);
         let mut total = 0;
-        for item in self.db.iterator_cf_opt(
-            &cf,
-            ro,
-            IteratorMode::From(
-                if from_offset == 0 { &lower } else { &start },
-                Direction::Forward,
-            ),
-        ) {
+        for item in self
+            .db
+            .iterator_cf_opt(cf, ro, IteratorMode::From(&start, Direction::Forward))
+        {
             let (_, v) = item?;
             total += v.len() as u64;
         }

@@ -9,7 +9,7 @@
 //! - **Topics.** v13 names topics by id (UNKNOWN_TOPIC_ID when unknown), earlier versions by name
 //!   (UNKNOWN_TOPIC_OR_PARTITION). Produce never creates topics, as in Kafka.
 //! - **Validation.** Every batch is checked (`jet_protocol::batch::validate_all`: magic, sizes,
-//!   CRC-32C) and measured against the topic's `max.message.bytes` before anything is appended.
+//!   CRC-32C) here; `Node::append_start` measures it against the topic's `max.message.bytes`.
 //!   Errors are per partition: the rest of the request is still appended.
 //! - **Records stay bytes.** The `records` of a partition is a slice of the request frame and goes
 //!   to `Node::append` as it is; nothing here decodes a record.
@@ -110,7 +110,7 @@ pub async fn start(ctx: &Ctx, header: &RequestHeader, req: ProduceRequest) -> Pe
                 Some(t) => {
                     let tp = TopicPartition::new(t.id, partition.index);
                     let records = partition.records.unwrap_or_default();
-                    match check_batches(ctx, &tp, &records) {
+                    match check_batches(&records) {
                         Err((code, message)) => Slot::Failed(code, message),
                         Ok(()) => match ctx.node.append_start(tp, records).await {
                             Ok(ticket) => {
@@ -202,25 +202,12 @@ fn response(
     ProduceResponse::default().with_responses(responses)
 }
 
-/// Validates the batches of one partition and checks each against the topic's size limit.
-fn check_batches(
-    ctx: &Ctx,
-    tp: &TopicPartition,
-    records: &[u8],
-) -> Result<(), (ResponseError, String)> {
-    let headers =
-        batch::validate_all(records).map_err(|e| (error_map::response_error(&e), e.to_string()))?;
-    let max = ctx.node.max_batch_bytes(tp);
-    for h in &headers {
-        if h.total_len() > max {
-            let e = Error::MessageTooLarge {
-                size: h.total_len(),
-                max,
-            };
-            return Err((error_map::response_error(&e), e.to_string()));
-        }
-    }
-    Ok(())
+/// Validates the batches of one partition (magic, sizes, CRC-32C). The size limit
+/// (`max.message.bytes`) is the node's to enforce: `Node::append_start` refuses oversize batches.
+fn check_batches(records: &[u8]) -> Result<(), (ResponseError, String)> {
+    batch::validate_all(records)
+        .map(|_| ())
+        .map_err(|e| (error_map::response_error(&e), e.to_string()))
 }
 
 fn appended(index: i32, outcome: &AppendOutcome) -> PartitionProduceResponse {
