@@ -19,6 +19,11 @@ impl<T> AbortOnDrop<T> {
         }
     }
 
+    /// Whether the task has ended (or was already awaited).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.0.as_ref().is_none_or(|handle| handle.is_finished())
+    }
+
     /// Waits for the task to finish by itself. Pending forever once taken.
     pub(crate) async fn finished(&mut self) {
         match self.0.as_mut() {

@@ -39,6 +39,9 @@ pub struct TransportConfig {
     /// Queued batches are written together up to about this many bytes, to save syscalls.
     /// Default 1 MiB.
     pub write_coalesce_bytes: usize,
+    /// How long a retired connection (the loser when both nodes dialed, or one replaced by a
+    /// reconnect) may go on delivering what the peer had already sent. Default 5 s.
+    pub connection_drain_timeout: Duration,
     /// First reconnect delay. Default 50 ms.
     pub backoff_initial: Duration,
     /// Longest reconnect delay. Default 5 s.
@@ -63,6 +66,7 @@ impl TransportConfig {
             handshake_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
             write_coalesce_bytes: 1024 * 1024,
+            connection_drain_timeout: Duration::from_secs(5),
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
             max_handshakes_in_flight: 64,
@@ -90,6 +94,7 @@ impl TransportConfig {
         if self.connect_timeout.is_zero()
             || self.handshake_timeout.is_zero()
             || self.write_timeout.is_zero()
+            || self.connection_drain_timeout.is_zero()
             || self.backoff_initial.is_zero()
             || self.backoff_max < self.backoff_initial
         {

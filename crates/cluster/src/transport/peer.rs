@@ -5,7 +5,9 @@
 //! Connections reach it two ways, both through its `conn_rx`-style select branches: its own
 //! dials, and connections the peer dialed to us (handed over by the accept loop after the
 //! handshake). When both nodes dial at once there are two connections for the pair; both sides
-//! keep the one dialed by the lower node id and close the other, so they settle on the same one.
+//! keep the one dialed by the lower node id and retire the other, so they settle on the same
+//! one. Retiring shuts our write side and lets the reader drain, so frames already in flight on
+//! the losing connection are still delivered.
 //!
 //! Batches wait in the bounded queue while there is no connection; `send` drops when it is
 //! full. The task does not take batches off the queue while disconnected, so exactly
@@ -77,6 +79,8 @@ struct PeerState {
     retry_at: Option<Instant>,
     backoff: Backoff,
     failed_dials: u64,
+    /// Retired connections still delivering what the peer sent before it saw our FIN.
+    draining: Vec<AbortOnDrop<()>>,
 }
 
 /// Runs until the transport shuts down or the peer is removed.
@@ -92,6 +96,7 @@ pub(crate) async fn run_peer<M: WireMessage>(ctx: PeerContext<M>, mut ch: PeerCh
             RandomState::new().hash_one((ctx.me, ctx.peer)),
         ),
         failed_dials: 0,
+        draining: Vec::new(),
     };
     let mut buf = BytesMut::new();
     loop {
@@ -168,18 +173,49 @@ pub(crate) async fn run_peer<M: WireMessage>(ctx: PeerContext<M>, mut ch: PeerCh
 }
 
 /// Makes `conn` the peer's connection, unless the one in use is the one this pair keeps.
+///
+/// The connection that loses is retired, not cut: our write side is shut (the other end reads
+/// to the end of what we sent, then sees EOF) and its reader goes on delivering what the peer
+/// already wrote until the peer shuts its side too. So the swap loses nothing.
 fn adopt<M: WireMessage>(ctx: &PeerContext<M>, state: &mut PeerState, conn: Established) {
     let kept_initiator = ctx.me.min(ctx.peer);
-    if let Some(live) = &state.live {
-        if live.initiator != conn.initiator && live.initiator == kept_initiator {
-            debug!(
-                peer = ctx.peer,
-                remote = %conn.remote,
-                "closing the pair's second connection; keeping the one the lower node id dialed"
-            );
-            return;
-        }
+    let keep_current = state
+        .live
+        .as_ref()
+        .is_some_and(|live| live.initiator != conn.initiator && live.initiator == kept_initiator);
+    let live = start_reading(ctx, conn);
+    if keep_current {
+        debug!(
+            peer = ctx.peer,
+            remote = %live.remote,
+            "retiring the pair's second connection; keeping the one the lower node id dialed"
+        );
+        retire(ctx, state, live);
+        return;
     }
+    info!(
+        peer = ctx.peer,
+        remote = %live.remote,
+        dialed_by_us = live.initiator == ctx.me,
+        replaced = state.live.is_some(),
+        "peer connected"
+    );
+    ctx.counters
+        .initiator
+        .store(live.initiator, Ordering::Relaxed);
+    ctx.counters.connected.store(true, Ordering::Relaxed);
+    ctx.counters
+        .connections_established
+        .fetch_add(1, Ordering::Relaxed);
+    if let Some(old) = state.live.replace(live) {
+        retire(ctx, state, old);
+    }
+    state.backoff.reset();
+    state.retry_at = None;
+}
+
+/// Splits a connection and starts delivering what arrives on it.
+fn start_reading<M: WireMessage>(ctx: &PeerContext<M>, conn: Established) -> Live {
     let (read_half, writer) = conn.stream.into_split();
     let reader = AbortOnDrop::new(tokio::spawn(read_loop(
         read_half,
@@ -195,26 +231,31 @@ fn adopt<M: WireMessage>(ctx: &PeerContext<M>, state: &mut PeerState, conn: Esta
             transport_counters: ctx.transport_counters.clone(),
         },
     )));
-    let dialed_by_us = conn.initiator == ctx.me;
-    let replaced = state.live.replace(Live {
+    Live {
         writer,
         reader,
         initiator: conn.initiator,
         remote: conn.remote,
-    });
-    info!(
-        peer = ctx.peer,
-        remote = %conn.remote,
-        dialed_by_us,
-        replaced = replaced.is_some(),
-        "peer connected"
-    );
-    ctx.counters.connected.store(true, Ordering::Relaxed);
-    ctx.counters
-        .connections_established
-        .fetch_add(1, Ordering::Relaxed);
-    state.backoff.reset();
-    state.retry_at = None;
+    }
+}
+
+/// Shuts our side of a connection and lets its reader finish, for at most
+/// `connection_drain_timeout`. The drain is kept in the peer's state, so it ends with the
+/// peer task at the latest.
+fn retire<M>(ctx: &PeerContext<M>, state: &mut PeerState, live: Live) {
+    let Live {
+        writer, mut reader, ..
+    } = live;
+    // Dropping the write half sends FIN.
+    drop(writer);
+    let drain = ctx.config.connection_drain_timeout;
+    state.draining.retain(|task| !task.is_finished());
+    state
+        .draining
+        .push(AbortOnDrop::new(tokio::spawn(async move {
+            // On timeout `reader` is dropped here, which aborts it.
+            let _ = timeout(drain, reader.finished()).await;
+        })));
 }
 
 fn dial_failed<M>(ctx: &PeerContext<M>, state: &mut PeerState, error: HandshakeError) {
@@ -227,7 +268,7 @@ fn dial_failed<M>(ctx: &PeerContext<M>, state: &mut PeerState, error: HandshakeE
     let delay = state.backoff.next_delay();
     // The first failure is worth a line; a peer that stays down would otherwise log at every
     // retry, so later ones are debug, with a reminder every 100.
-    if state.failed_dials == 1 || state.failed_dials % 100 == 0 {
+    if state.failed_dials == 1 || state.failed_dials.is_multiple_of(100) {
         warn!(peer = ctx.peer, %error, failed_dials = state.failed_dials, retry_in_ms = delay.as_millis() as u64, "cannot reach peer");
     } else {
         debug!(peer = ctx.peer, %error, failed_dials = state.failed_dials, retry_in_ms = delay.as_millis() as u64, "cannot reach peer");

@@ -9,6 +9,8 @@ use crate::NodeId;
 #[derive(Debug, Default)]
 pub(crate) struct PeerCounters {
     pub(crate) connected: AtomicBool,
+    /// Who dialed the connection in use; meaningful while `connected`.
+    pub(crate) initiator: AtomicU64,
     pub(crate) connections_established: AtomicU64,
     pub(crate) batches_dropped_queue_full: AtomicU64,
     pub(crate) batches_dropped_write_failed: AtomicU64,
@@ -33,6 +35,9 @@ pub(crate) struct TransportCounters {
 pub struct PeerStats {
     /// A connection to the peer is up.
     pub connected: bool,
+    /// The node that dialed the connection in use, while connected. Both ends of a pair
+    /// settle on the same connection, the one the lower node id dialed when both dialed.
+    pub initiator: Option<NodeId>,
     /// Handshakes completed with this peer, either direction (reconnects and replaced
     /// connections included).
     pub connections_established: u64,
@@ -53,8 +58,10 @@ pub struct PeerStats {
 impl PeerCounters {
     pub(crate) fn snapshot(&self) -> PeerStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let connected = self.connected.load(Ordering::Relaxed);
         PeerStats {
-            connected: self.connected.load(Ordering::Relaxed),
+            connected,
+            initiator: connected.then(|| self.initiator.load(Ordering::Relaxed)),
             connections_established: get(&self.connections_established),
             batches_dropped_queue_full: get(&self.batches_dropped_queue_full),
             batches_dropped_write_failed: get(&self.batches_dropped_write_failed),
