@@ -102,6 +102,16 @@ impl ClusterView {
         self.nodes.iter().filter(|n| n.is_alive())
     }
 
+    /// The peer address of every other node that is not dead: what the caller feeds to
+    /// `PeerTransport::set_peer_addr` (an unreachable node keeps its address, so the transport
+    /// goes on redialing it while it restarts).
+    pub fn peer_addrs(&self) -> impl Iterator<Item = (NodeId, SocketAddr)> + '_ {
+        self.nodes
+            .iter()
+            .filter(|n| !n.is_self && !n.is_dead())
+            .map(|n| (n.node_id, n.peer_addr))
+    }
+
     /// The alive node claiming the highest term for `shard`: a leader hint for clients, not
     /// an agreed fact (gossip lags; the metadata shard and Raft decide).
     pub fn leader_hint(&self, shard: ShardId) -> Option<(NodeId, Term)> {
