@@ -425,3 +425,41 @@ async fn killed_peer_is_redialed_when_it_comes_back_on_the_same_address() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn send_refuses_a_batch_over_the_frame_limits_and_bind_refuses_bad_config() {
+    within(Duration::from_secs(10), async {
+        let mut limited = config(1);
+        limited.max_frame_bytes = 1024;
+        limited.max_messages_per_frame = 3;
+        let (a, _a_rx) = start(limited).await;
+        a.set_peer_addr(2, "127.0.0.1:9".parse().unwrap()).unwrap();
+        let big = vec![(1, Bytes::from(vec![0u8; 2048]))];
+        assert!(matches!(
+            a.send(2, big),
+            Err(SendError::TooLarge { messages: 1, .. })
+        ));
+        let many = batch(&[(1, "a"), (2, "b"), (3, "c"), (4, "d")]);
+        assert!(matches!(
+            a.send(2, many),
+            Err(SendError::TooLarge { messages: 4, .. })
+        ));
+        assert_eq!(a.stats().batches_refused_too_large, 2);
+        assert_eq!(a.send(2, batch(&[(1, "fits")])), Ok(()));
+        assert!(
+            a.set_peer_addr(1, "127.0.0.1:9".parse().unwrap()).is_err(),
+            "own id accepted as a peer"
+        );
+
+        let mut bad = config(3);
+        bad.cluster_id = String::new();
+        assert!(PeerTransport::<Bytes>::bind(bad).await.is_err());
+        let mut bad = config(3);
+        bad.send_queue_batches = 0;
+        assert!(PeerTransport::<Bytes>::bind(bad).await.is_err());
+        let mut bad = config(3);
+        bad.backoff_max = Duration::from_millis(1);
+        assert!(PeerTransport::<Bytes>::bind(bad).await.is_err());
+    })
+    .await;
+}

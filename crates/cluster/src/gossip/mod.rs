@@ -447,3 +447,65 @@ async fn refresh_loop(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> GossipConfig {
+        GossipConfig::new(
+            "c",
+            1,
+            1,
+            SocketAddr::from(([127, 0, 0, 1], 7000)),
+            SocketAddr::from(([127, 0, 0, 1], 9093)),
+        )
+    }
+
+    /// One way to break a valid config.
+    type Breakage = Box<dyn Fn(&mut GossipConfig)>;
+
+    #[test]
+    fn config_validation_refuses_what_gossip_cannot_run_with() {
+        assert!(valid().validate().is_ok());
+        let cases: Vec<(&str, Breakage)> = vec![
+            (
+                "wildcard advertise",
+                Box::new(|c| c.listen_addr = SocketAddr::from(([0, 0, 0, 0], 7000))),
+            ),
+            (
+                "wildcard peer address",
+                Box::new(|c| c.peer_addr = SocketAddr::from(([0, 0, 0, 0], 9093))),
+            ),
+            (
+                "listener without port",
+                Box::new(|c| {
+                    c.listeners.insert("plain".into(), "localhost".into());
+                }),
+            ),
+            (
+                "forget before dead",
+                Box::new(|c| c.forget_dead_after = c.node_dead_after),
+            ),
+            (
+                "zero interval",
+                Box::new(|c| c.gossip_interval = Duration::ZERO),
+            ),
+            ("nan phi", Box::new(|c| c.phi_threshold = f64::NAN)),
+            (
+                "long rack",
+                Box::new(|c| c.rack = Some("r".repeat(MAX_LABEL_BYTES + 1))),
+            ),
+        ];
+        for (what, break_it) in cases {
+            let mut config = valid();
+            break_it(&mut config);
+            assert!(config.validate().is_err(), "{what} accepted");
+        }
+        // A wildcard listen address is fine with a concrete advertise address.
+        let mut config = valid();
+        config.listen_addr = SocketAddr::from(([0, 0, 0, 0], 7000));
+        config.advertise_addr = Some(SocketAddr::from(([10, 0, 0, 3], 7000)));
+        assert!(config.validate().is_ok());
+    }
+}
