@@ -161,9 +161,24 @@ impl BatchHeader {
     }
 }
 
-/// Validates one batch at the start of `b` and returns its header. Checks magic, length, CRC-32C
-/// and the record count against the last offset delta.
+/// Validates one stored batch at the start of `b` and returns its header. Checks magic, length,
+/// CRC-32C, and that the record count fits the offset range: a batch the log cleaner rewrote
+/// keeps its `lastOffsetDelta` with fewer records (see [`crate::compact`]), so
+/// `recordCount <= lastOffsetDelta + 1` here. Produced batches must be dense: see
+/// [`validate_produced`].
 pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
+    check(b, false)
+}
+
+/// Validates one batch a producer sent: [`validate`], plus Kafka's `LogValidator` rule that its
+/// offsets are consecutive (`recordCount == lastOffsetDelta + 1`, "Inconsistent batch offset
+/// range and record count").
+pub fn validate_produced(b: &[u8]) -> Result<BatchHeader, BatchError> {
+    check(b, true)
+}
+
+/// The checks of [`validate`]; `dense` adds [`validate_produced`]'s consecutive offsets.
+fn check(b: &[u8], dense: bool) -> Result<BatchHeader, BatchError> {
     let h = BatchHeader::parse(b)?;
     if h.magic != 2 {
         return Err(BatchError::UnsupportedMagic(h.magic));
@@ -180,7 +195,12 @@ pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
     if h.record_count == 0 {
         return Err(BatchError::Invalid("batch without records"));
     }
-    if h.last_offset_delta != h.record_count - 1 {
+    let count_fits = if dense {
+        h.last_offset_delta == h.record_count - 1
+    } else {
+        h.last_offset_delta >= h.record_count - 1
+    };
+    if !count_fits {
         return Err(BatchError::Invalid(
             "record count does not match last offset delta",
         ));
@@ -192,8 +212,8 @@ pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(h)
 }
 
-/// Validates every batch in `records` (back to back, as a produce request carries them) and
-/// returns their headers. Any trailing partial batch is an error.
+/// Validates every batch in `records` (back to back, as a produce request carries them) with
+/// [`validate_produced`] and returns their headers. Any trailing partial batch is an error.
 pub fn validate_all(records: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
     if records.is_empty() {
         return Err(BatchError::Empty);
@@ -201,7 +221,7 @@ pub fn validate_all(records: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
     let mut out = Vec::with_capacity(1);
     let mut at = 0;
     while at < records.len() {
-        let h = validate(&records[at..])?;
+        let h = validate_produced(&records[at..])?;
         at += h.total_len();
         out.push(h);
     }
@@ -322,6 +342,20 @@ mod tests {
         let h = validate(&b).unwrap();
         assert_eq!(h.max_timestamp, 5555);
         assert_ne!(h.attributes & ATTR_LOG_APPEND_TIME, 0);
+    }
+
+    #[test]
+    fn gaps_are_stored_but_not_produced() {
+        // Three records at offset deltas 0..=4, as the cleaner leaves a batch of five.
+        let mut b = build_uncompressed(1000, (-1, -1, -1), 3, &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        b[23..27].copy_from_slice(&4i32.to_be_bytes());
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(validate(&b).unwrap().last_offset_delta, 4);
+        assert_eq!(
+            validate_all(&b).unwrap_err(),
+            BatchError::Invalid("record count does not match last offset delta")
+        );
     }
 
     #[test]
