@@ -39,7 +39,7 @@ if cargo run --release -q -p jet-bench -- suite --help >/dev/null 2>&1; then
     bench_dir="$work/bench"
     mkdir -p "$bench_dir"
     bench_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-    "$JET_BIN" --listen "127.0.0.1:$bench_port" --data-dir "$bench_dir/data" \
+    "$JET_BIN" --listen "127.0.0.1:$bench_port" --http-listen off --data-dir "$bench_dir/data" \
         >"$bench_dir/jet.log" 2>&1 &
     bench_jet=$!
     for _ in $(seq 1 300); do  # up to 30 s for the port

@@ -142,6 +142,7 @@ class Jet:
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.port = free_port()
+        self.http_port = free_port()
         self.host = "127.0.0.1"  # where clients dial
         self.listen_host = listen_host  # what jet binds
         self.proc: subprocess.Popen | None = None
@@ -151,11 +152,19 @@ class Jet:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def http(self) -> str:
+        """Base URL of the node's HTTP listener (health, metrics, REST API, console)."""
+        return f"http://{self.host}:{self.http_port}"
+
     def args(self) -> list[str]:
         return [
             str(self.binary),
             "--listen",
             f"{self.listen_host}:{self.port}",
+            # Every node gets its own HTTP port: the default (8080) would clash between tests.
+            "--http-listen",
+            f"127.0.0.1:{self.http_port}",
             "--data-dir",
             str(self.data_dir),
             "--log-level",
@@ -182,7 +191,9 @@ class Jet:
                     self.exit_codes.append(code)
                     tail = self.log_tail()
                     if "cannot listen" in tail and attempt < 2:
-                        self.port = free_port()  # lost a race for the port; try another
+                        # Lost a race for a port; try others.
+                        self.port = free_port()
+                        self.http_port = free_port()
                         break
                     raise RuntimeError(f"jet exited with {code} while starting:\n{tail}")
                 if api_versions_ok(self.host, self.port, timeout_s=2.0):

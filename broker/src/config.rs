@@ -8,7 +8,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 /// Jet: a Kafka-compatible broker. One binary; alone it is a single-node broker.
 #[derive(Debug, Clone, Parser)]
@@ -129,6 +129,36 @@ pub struct Args {
     #[arg(long, env = "JET_RACK", value_name = "RACK")]
     pub rack: Option<String>,
 
+    /// Address of the HTTP listener: health, metrics, REST API and console (HOST:PORT, or off);
+    /// it has no authentication
+    #[arg(long, env = "JET_HTTP_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR",
+          value_parser = parse_http_listen, global = true)]
+    pub http_listen: HttpListen,
+
+    /// Largest HTTP request body accepted, in bytes
+    #[arg(long, env = "JET_HTTP_MAX_BODY_BYTES", default_value_t = 16 << 20, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1024..=i32::MAX as u64))]
+    pub http_max_body_bytes: u64,
+
+    /// Most records in one REST produce request or returned by one REST read
+    #[arg(long, env = "JET_HTTP_MAX_RECORDS", default_value_t = 10_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub http_max_records: u64,
+
+    /// Longest a REST read waits for records, in milliseconds
+    #[arg(long, env = "JET_HTTP_MAX_WAIT_MS", default_value_t = 30_000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub http_max_wait_ms: u64,
+
+    /// A REST consumer instance that makes no request for this long is deleted, in milliseconds
+    #[arg(long, env = "JET_HTTP_CONSUMER_IDLE_TIMEOUT_MS", default_value_t = 300_000,
+          value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    pub http_consumer_idle_timeout_ms: u64,
+
+    /// `jet check`: probe a running node instead of starting one.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Test only: drop this many produce responses after their batches were applied, closing the
     /// connection instead (proves that client retries do not duplicate). Hidden from --help.
     #[arg(
@@ -145,6 +175,23 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub fault_drop_every: u64,
 }
+
+/// Commands other than running a node.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Ask the node's HTTP listener (--http-listen) whether it is alive (GET /health) or, with
+    /// --ready, ready to serve (GET /ready); exit 0 if so, 1 if not. For container health checks
+    /// in images without curl.
+    Check {
+        /// Check readiness (GET /ready) instead of liveness (GET /health)
+        #[arg(long)]
+        ready: bool,
+    },
+}
+
+/// The HTTP listener's address, or `None` when it is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpListen(pub Option<SocketAddr>);
 
 /// When the Raft write batch reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -176,6 +223,17 @@ impl Args {
         }
     }
 
+    /// Limits of the HTTP listener.
+    pub fn http_config(&self) -> jet_http::HttpConfig {
+        jet_http::HttpConfig {
+            max_body_bytes: self.http_max_body_bytes as usize,
+            max_records: self.http_max_records as usize,
+            max_wait: Duration::from_millis(self.http_max_wait_ms),
+            consumer_idle_timeout: Duration::from_millis(self.http_consumer_idle_timeout_ms),
+            ..jet_http::HttpConfig::default()
+        }
+    }
+
     /// Settings of the replication layer.
     pub fn node_config(&self) -> jet_replication::NodeConfig {
         let mut cfg = jet_replication::NodeConfig::new(self.data_dir.clone());
@@ -203,6 +261,14 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot resolve {s}: {e}"))?
         .next()
         .ok_or_else(|| format!("{s} resolves to no address"))
+}
+
+/// `off`, or an address as for `--listen`.
+fn parse_http_listen(s: &str) -> Result<HttpListen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(HttpListen(None));
+    }
+    parse_listen(s).map(|a| HttpListen(Some(a)))
 }
 
 /// `HOST:PORT`, where HOST may be a name, an IPv4 address or a bracketed IPv6 address.
@@ -253,6 +319,14 @@ mod tests {
         assert_eq!(a.max_batch_bytes, 1_048_588);
         assert_eq!(a.max_in_flight, 32);
         assert_eq!(a.retention_check_interval_ms, 300_000);
+        assert_eq!(
+            a.http_listen,
+            HttpListen(Some("127.0.0.1:8080".parse().unwrap()))
+        );
+        assert!(a.command.is_none());
+        let h = a.http_config();
+        assert_eq!(h.max_body_bytes, 16 << 20);
+        assert_eq!(h.max_wait, Duration::from_secs(30));
         let n = a.node_config();
         assert!(n.fsync);
         assert_eq!(n.data_shards, 4);
@@ -282,6 +356,19 @@ mod tests {
                 .unwrap()
                 .auto_create_topics
         );
+        let off = Args::try_parse_from(["jet", "--http-listen", "OFF"]).unwrap();
+        assert_eq!(off.http_listen, HttpListen(None));
+        let check =
+            Args::try_parse_from(["jet", "check", "--ready", "--http-listen", "127.0.0.1:9"])
+                .unwrap();
+        assert!(matches!(
+            check.command,
+            Some(Command::Check { ready: true })
+        ));
+        assert_eq!(
+            check.http_listen,
+            HttpListen(Some("127.0.0.1:9".parse().unwrap()))
+        );
     }
 
     #[test]
@@ -295,6 +382,9 @@ mod tests {
             &["jet", "--fsync", "sometimes"],
             &["jet", "--no-such-flag"],
             &["jet", "--log-level", "info,[[["],
+            &["jet", "--http-listen", "nowhere"],
+            &["jet", "--http-max-records", "0"],
+            &["jet", "check", "--bogus"],
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?} should fail");
         }

@@ -8,9 +8,13 @@
 //! 2. bind — an address in use fails fast, before RocksDB is opened;
 //! 3. cluster id — read from (or created once in) `<data-dir>/cluster_id`;
 //! 4. node — opens RocksDB, restores every shard, waits for their leaders;
-//! 5. serve — `jet listening on ADDR` is logged when clients can be answered.
+//! 5. serve — `jet listening on ADDR` is logged when clients can be answered; the HTTP listener
+//!    ([`http`]: health, metrics, REST, console) serves next to the Kafka server.
+//!
+//! `jet check [--ready]` probes a running node's HTTP listener instead ([`http::check`]).
 
 mod config;
+mod http;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -35,6 +39,9 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return flag_error(e),
     };
+    if let Some(config::Command::Check { ready }) = args.command {
+        return http::check(&args, ready);
+    }
     init_logging(&args.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -106,6 +113,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let local_addr = listener
         .local_addr()
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let http_listener = http::bind(&args).await?;
+    let metrics = http::install_metrics(http_listener.is_some());
 
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
@@ -156,10 +165,25 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         cluster_id = %cluster_id,
         "jet listening on {local_addr}"
     );
+    let server = Arc::new(
+        jet_kafka::Server::start(server_config, node.clone(), local_addr)
+            .await
+            .context("cannot start the kafka server")?,
+    );
+    let http =
+        http_listener.map(|l| http::start(&args, l, server.clone(), node.clone(), metrics.clone()));
+    let readiness = http.as_ref().map(http::Http::readiness);
     let shutdown = async move {
         let _ = stop_rx.await;
+        // Readiness fails as soon as the stop begins, while the servers finish their requests.
+        if let Some(app) = readiness {
+            app.set_stopping();
+        }
     };
-    let served = jet_kafka::run(server_config, node.clone(), listener, shutdown).await;
+    let served = server.serve(listener, shutdown).await;
+    if let Some(http) = http {
+        http.stop().await;
+    }
 
     tracing::info!("kafka server stopped; stopping node");
     match tokio::time::timeout(SHUTDOWN_TIMEOUT, node.shutdown()).await {

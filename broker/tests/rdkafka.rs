@@ -34,7 +34,8 @@ impl Broker {
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("create log file");
         let child = Command::new(env!("CARGO_BIN_EXE_jet"))
-            .args(["--listen", &bootstrap, "--data-dir"])
+            // No HTTP listener: tests run in parallel and would race for its default port.
+            .args(["--listen", &bootstrap, "--http-listen", "off", "--data-dir"])
             .arg(data_dir)
             .env_remove("JET_LISTEN")
             .stdout(Stdio::null())

@@ -9,6 +9,10 @@
 //! - [`config`] — [`ServerConfig`], the server's settings and limits.
 //! - [`error`] — [`RequestError`], the failures that close a connection.
 //! - [`fault`] — [`fault::FaultInjector`], test-only dropping of produce responses.
+//! - [`metrics`] — request, connection and byte counters through the `metrics` facade.
+//!
+//! In-process callers (the HTTP layer) get the same handlers through [`Server::context`] and
+//! [`handlers::call`].
 //!
 //! The data path of one request: `connection` reads a frame whose size was checked before the body
 //! was read (`jet_protocol::frame`), `handlers::decode_request` decodes it, `handlers::dispatch`
@@ -23,9 +27,10 @@ pub mod error;
 pub mod error_map;
 pub mod fault;
 pub mod handlers;
+pub mod metrics;
 pub mod server;
 
 pub use config::ServerConfig;
 pub use error::RequestError;
 pub use fault::FaultInjector;
-pub use server::run;
+pub use server::{run, Server};

@@ -8,6 +8,7 @@
 //! dropped.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,95 +30,156 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Serves Kafka clients on `listener` until `shutdown` resolves, then lets in-flight requests
 /// finish (up to [`SHUTDOWN_GRACE`]) and returns.
 pub async fn run(
-    mut config: ServerConfig,
+    config: ServerConfig,
     node: Arc<Node>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The listener is the truth about where we listen: this resolves port 0 for everyone who
-    // reads `config.listen` (the advertised address among them).
-    config.listen = listener.local_addr()?;
-    let config = Arc::new(config);
-    // Restores every group from the store before the first client is served.
-    let groups = jet_groups::Coordinator::start_with_config(node.clone(), config.groups.clone())
+    Server::start(config, node, listener.local_addr()?)
+        .await?
+        .serve(listener, shutdown)
         .await
-        .map_err(|e| std::io::Error::other(format!("cannot start the group coordinator: {e}")))?;
-    let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    let mut backoff = Duration::from_millis(10);
-    tokio::pin!(shutdown);
+}
 
-    loop {
-        // Reap finished connections so the set does not grow with every client ever served.
-        while tasks.try_join_next().is_some() {}
+/// The Kafka server's shared state: settings, node and the one group coordinator. Built before
+/// the listener serves so that in-process callers (the HTTP layer) share the coordinator with the
+/// Kafka clients: group membership lives in that coordinator's memory.
+pub struct Server {
+    config: Arc<ServerConfig>,
+    node: Arc<Node>,
+    groups: Arc<jet_groups::Coordinator>,
+}
 
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                // The semaphore is never closed; if it were, no connection could be served.
-                Err(_) => break,
-            },
-        };
-        let accepted = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (socket, peer_addr) = match accepted {
-            Ok(accepted) => {
-                backoff = Duration::from_millis(10);
-                accepted
-            }
-            Err(e) => {
-                // EMFILE, ECONNABORTED and friends: none is a reason to stop serving the
-                // clients already connected, so wait a little and try again.
-                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                continue;
-            }
-        };
-        let local_addr = match socket.local_addr() {
-            Ok(addr) => addr,
-            Err(e) => {
-                tracing::debug!(peer = %peer_addr, error = %e, "connection gone before it was served");
-                continue;
-            }
-        };
-        if let Err(e) = socket.set_nodelay(true) {
-            tracing::debug!(peer = %peer_addr, error = %e, "cannot set TCP_NODELAY");
-        }
-        let ctx = Ctx {
-            node: node.clone(),
-            config: config.clone(),
-            local_addr,
+impl Server {
+    /// Starts the group coordinator (restoring every group from the store). `listen` is the
+    /// address the Kafka listener is bound to; it replaces `config.listen`, so a port of 0 is
+    /// resolved for everyone who reads it (the advertised address among them).
+    pub async fn start(
+        mut config: ServerConfig,
+        node: Arc<Node>,
+        listen: SocketAddr,
+    ) -> std::io::Result<Server> {
+        config.listen = listen;
+        let groups =
+            jet_groups::Coordinator::start_with_config(node.clone(), config.groups.clone())
+                .await
+                .map_err(|e| {
+                    std::io::Error::other(format!("cannot start the group coordinator: {e}"))
+                })?;
+        Ok(Server {
+            config: Arc::new(config),
+            node,
+            groups,
+        })
+    }
+
+    /// A handler context for a request made inside the process on behalf of `peer_addr`: it
+    /// answers as if the client had dialled the Kafka listener.
+    pub fn context(&self, peer_addr: SocketAddr) -> Ctx {
+        Ctx {
+            node: self.node.clone(),
+            config: self.config.clone(),
+            local_addr: self.config.listen,
             peer_addr,
-            groups: groups.clone(),
-        };
-        let stop = stop_rx.clone();
-        tasks.spawn(async move {
-            connection::serve(socket, ctx, stop).await;
-            drop(permit);
-        });
+            groups: self.groups.clone(),
+        }
     }
 
-    tracing::info!(
-        connections = tasks.len(),
-        "kafka server stops accepting; finishing in-flight requests"
-    );
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            connections = tasks.len(),
-            grace_ms = SHUTDOWN_GRACE.as_millis() as u64,
-            "connections still busy after the shutdown grace period; dropping them"
-        );
-        tasks.shutdown().await;
+    /// The server settings (with the listen address resolved).
+    pub fn config(&self) -> &Arc<ServerConfig> {
+        &self.config
     }
-    Ok(())
+
+    /// Serves Kafka clients on `listener` until `shutdown` resolves, then lets in-flight
+    /// requests finish (up to [`SHUTDOWN_GRACE`]) and returns.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let config = self.config.clone();
+        let node = self.node.clone();
+        let groups = self.groups.clone();
+        let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut backoff = Duration::from_millis(10);
+        tokio::pin!(shutdown);
+
+        loop {
+            // Reap finished connections so the set does not grow with every client ever served.
+            while tasks.try_join_next().is_some() {}
+
+            let permit = tokio::select! {
+                _ = &mut shutdown => break,
+                permit = connections.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    // The semaphore is never closed; if it were, no connection could be served.
+                    Err(_) => break,
+                },
+            };
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (socket, peer_addr) = match accepted {
+                Ok(accepted) => {
+                    backoff = Duration::from_millis(10);
+                    accepted
+                }
+                Err(e) => {
+                    // EMFILE, ECONNABORTED and friends: none is a reason to stop serving the
+                    // clients already connected, so wait a little and try again.
+                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+            };
+            let local_addr = match socket.local_addr() {
+                Ok(addr) => addr,
+                Err(e) => {
+                    tracing::debug!(peer = %peer_addr, error = %e, "connection gone before it was served");
+                    continue;
+                }
+            };
+            if let Err(e) = socket.set_nodelay(true) {
+                tracing::debug!(peer = %peer_addr, error = %e, "cannot set TCP_NODELAY");
+            }
+            let ctx = Ctx {
+                node: node.clone(),
+                config: config.clone(),
+                local_addr,
+                peer_addr,
+                groups: groups.clone(),
+            };
+            let stop = stop_rx.clone();
+            metrics::counter!(crate::metrics::CONNECTIONS_TOTAL).increment(1);
+            metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
+            tasks.spawn(async move {
+                connection::serve(socket, ctx, stop).await;
+                metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0);
+                drop(permit);
+            });
+        }
+
+        tracing::info!(
+            connections = tasks.len(),
+            "kafka server stops accepting; finishing in-flight requests"
+        );
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                connections = tasks.len(),
+                grace_ms = SHUTDOWN_GRACE.as_millis() as u64,
+                "connections still busy after the shutdown grace period; dropping them"
+            );
+            tasks.shutdown().await;
+        }
+        Ok(())
+    }
 }

@@ -152,6 +152,19 @@ pub async fn handle(ctx: &Ctx, header: &RequestHeader, req: FetchRequest) -> Fet
     for (w, data) in plan.wanted.iter().zip(partitions) {
         topics[w.topic].partitions.push(data);
     }
+    for topic in &topics {
+        let bytes: usize = topic
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
+        let name = if version >= 13 {
+            meta.topic_by_id(&topic.topic_id).map(|t| t.name.as_str())
+        } else {
+            Some(topic.topic.as_str())
+        };
+        crate::metrics::record_fetched(name.unwrap_or("unknown"), bytes);
+    }
     FetchResponse::default()
         .with_session_id(0)
         .with_responses(topics)

@@ -59,6 +59,8 @@ pub struct Pending {
     acks: i16,
     topics: Vec<TopicSlots>,
     tickets: Vec<AppendTicket>,
+    /// Topic name and batch bytes of each ticket, counted in the metrics once committed.
+    sizes: Vec<(String, usize)>,
 }
 
 /// Answers a Produce request; `None` for acks=0.
@@ -78,6 +80,7 @@ pub async fn start(ctx: &Ctx, header: &RequestHeader, req: ProduceRequest) -> Pe
     let meta = ctx.node.metadata();
 
     let mut tickets = Vec::new();
+    let mut sizes = Vec::new();
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let (resolved, unknown) = if version >= 13 {
@@ -110,11 +113,13 @@ pub async fn start(ctx: &Ctx, header: &RequestHeader, req: ProduceRequest) -> Pe
                 Some(t) => {
                     let tp = TopicPartition::new(t.id, partition.index);
                     let records = partition.records.unwrap_or_default();
+                    let bytes = records.len();
                     match check_batches(&records) {
                         Err((code, message)) => Slot::Failed(code, message),
                         Ok(()) => match ctx.node.append_start(tp, records).await {
                             Ok(ticket) => {
                                 tickets.push(ticket);
+                                sizes.push((t.name.clone(), bytes));
                                 Slot::Appending(tickets.len() - 1)
                             }
                             Err(e) => Slot::Failed(error_map::response_error(&e), e.to_string()),
@@ -131,6 +136,7 @@ pub async fn start(ctx: &Ctx, header: &RequestHeader, req: ProduceRequest) -> Pe
         acks,
         topics,
         tickets,
+        sizes,
     }
 }
 
@@ -148,8 +154,14 @@ impl Pending {
             acks,
             topics,
             tickets,
+            sizes,
         } = self;
         let results = join_all(tickets.into_iter().map(AppendTicket::wait)).await;
+        for (result, (topic, bytes)) in results.iter().zip(&sizes) {
+            if result.is_ok() {
+                crate::metrics::record_produced(topic, *bytes);
+            }
+        }
         if acks == 0 {
             return None;
         }
