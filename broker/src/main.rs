@@ -173,11 +173,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let http =
         http_listener.map(|l| http::start(&args, l, server.clone(), node.clone(), metrics.clone()));
     let readiness = http.as_ref().map(http::Http::readiness);
+    // Fail fast: if the node's driver stops (a storage error, a failed assertion), the process
+    // stops serving and exits non-zero, so a supervisor restarts it and replay makes it exact.
+    let (failed_tx, failed_rx) = oneshot::channel::<String>();
+    let watched = node.clone();
     let shutdown = async move {
-        let _ = stop_rx.await;
+        let failure = tokio::select! {
+            _ = stop_rx => None,
+            cause = watched.failed() => Some(cause),
+        };
         // Readiness fails as soon as the stop begins, while the servers finish their requests.
         if let Some(app) = readiness {
             app.set_stopping();
+        }
+        if let Some(cause) = failure {
+            let _ = failed_tx.send(cause);
         }
     };
     let served = server.serve(listener, shutdown).await;
@@ -192,6 +202,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             timeout_ms = SHUTDOWN_TIMEOUT.as_millis() as u64,
             "node did not stop in time; exiting anyway"
         ),
+    }
+    if let Ok(cause) = failed_rx.await {
+        anyhow::bail!("the node stopped serving: {cause}");
     }
     served.context("kafka server failed")?;
     Ok(())

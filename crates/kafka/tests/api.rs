@@ -348,6 +348,43 @@ async fn produce_errors_are_per_partition() {
     assert_eq!(resp.responses[1].partition_responses[0].error_code, 3);
 }
 
+/// Kafka refuses more than one batch for a partition in one Produce request (magic 2,
+/// INVALID_RECORD), and stores none of them: here the second batch would be a fine append on its
+/// own, and the first a duplicate of an earlier idempotent batch.
+#[tokio::test]
+async fn produce_of_several_batches_for_one_partition_is_invalid_record() {
+    let server = start().await;
+    server.create_topic("multi", 1).await;
+    let mut c = server.client().await;
+    assert_eq!(produce(&mut c, "multi", 0, batch(&[b"first"])).await, 0);
+    let two = [batch(&[b"a"]), batch(&[b"b", b"c"])].concat();
+    for version in [3, 9, 12] {
+        let resp: ProduceResponse = c
+            .call(
+                ApiKey::Produce,
+                version,
+                &produce_request("multi", 0, Bytes::from(two.clone()), -1),
+            )
+            .await;
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 87, "v{version}: INVALID_RECORD");
+    }
+    // Nothing of them was stored: the next append lands right after the first one.
+    assert_eq!(produce(&mut c, "multi", 0, batch(&[b"next"])).await, 1);
+    let resp: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_request("multi", 0, 0, 0, 1))
+        .await;
+    let records = resp.responses[0].partitions[0].records.clone().unwrap();
+    let values: Vec<Bytes> = decode_values(&records)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        values,
+        vec![Bytes::from_static(b"first"), Bytes::from_static(b"next")]
+    );
+}
+
 #[tokio::test]
 async fn produce_invalid_acks_is_refused() {
     let server = start().await;

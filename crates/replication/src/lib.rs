@@ -4,6 +4,7 @@
 //! - [`node`] — [`Node`], the handle the Kafka server talks to: append, read, metadata changes.
 //! - [`driver`] — the one thread that ticks every local shard, persists every shard's `Ready` in
 //!   one RocksDB write batch, applies committed entries and answers proposals.
+//! - [`compaction`] — key-based compaction of compacted topics, planned by the leader.
 //! - [`command`] — what a Raft entry carries (data appends, metadata changes) and its encoding.
 //! - [`metadata`] — the metadata shard's state machine: topics, configs, partition → shard.
 //! - [`partition`] — the in-memory state of one partition (offsets, watermarks, wake-ups).
@@ -15,6 +16,7 @@
 //! hold partitions, and every one of them is a Raft group with this node as its only voter.
 
 pub mod command;
+pub mod compaction;
 pub mod driver;
 pub mod error;
 pub mod metadata;

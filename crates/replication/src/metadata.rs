@@ -26,6 +26,10 @@ pub struct ClusterMetadata {
     /// The next unallocated producer id.
     #[serde(default)]
     pub next_producer_id: i64,
+    /// Data shards of the cluster (ids `1..=data_shards`): replicated, set once by
+    /// [`MetaCommand::Init`], so placement never depends on a node's flags.
+    #[serde(default)]
+    pub data_shards: u64,
 }
 
 /// One topic.
@@ -87,6 +91,11 @@ pub enum MetaCommand {
         /// Replace the whole set rather than change the named keys (legacy AlterConfigs).
         replace: bool,
     },
+    /// Set the number of data shards of a new cluster (ignored once set).
+    Init {
+        /// Data shards.
+        data_shards: u64,
+    },
     /// Allocate a block of `count` producer ids.
     AllocateProducerIds {
         /// Block size.
@@ -145,13 +154,29 @@ impl ClusterMetadata {
     }
 
     /// Checks a command against the current document without changing it.
-    pub fn check(&self, cmd: &MetaCommand, data_shards: u64) -> Result<(), Error> {
-        self.clone().apply(cmd, data_shards).map(|_| ())
+    pub fn check(&self, cmd: &MetaCommand) -> Result<(), Error> {
+        self.clone().apply(cmd).map(|_| ())
     }
 
     /// Applies a command. On error the document is unchanged.
-    pub fn apply(&mut self, cmd: &MetaCommand, data_shards: u64) -> Result<MetaEffect, Error> {
+    pub fn apply(&mut self, cmd: &MetaCommand) -> Result<MetaEffect, Error> {
+        let data_shards = self.data_shards;
+        let placing = matches!(
+            cmd,
+            MetaCommand::CreateTopic { .. } | MetaCommand::CreatePartitions { .. }
+        );
+        if placing && data_shards == 0 {
+            return Err(Error::InvalidRequest(
+                "the cluster has no data shards yet".into(),
+            ));
+        }
         match cmd {
+            MetaCommand::Init { data_shards } => {
+                if self.data_shards == 0 {
+                    self.data_shards = (*data_shards).max(1);
+                }
+                Ok(MetaEffect::None)
+            }
             MetaCommand::CreateTopic {
                 name,
                 id,
@@ -297,42 +322,36 @@ mod tests {
 
     #[test]
     fn topic_lifecycle() {
-        let mut m = ClusterMetadata::default();
-        let eff = m.apply(&create("orders", 3), 2).unwrap();
+        let mut m = ClusterMetadata {
+            data_shards: 2,
+            ..Default::default()
+        };
+        let eff = m.apply(&create("orders", 3)).unwrap();
         let MetaEffect::PartitionsCreated(_, placed) = eff else {
             panic!("expected partitions");
         };
         assert_eq!(placed, vec![(0, 1), (1, 2), (2, 1)]);
         assert_eq!(
-            m.apply(&create("orders", 1), 2),
+            m.apply(&create("orders", 1)),
             Err(Error::TopicAlreadyExists("orders".into()))
         );
-        m.apply(
-            &MetaCommand::CreatePartitions {
-                name: "orders".into(),
-                total: 5,
-            },
-            2,
-        )
+        m.apply(&MetaCommand::CreatePartitions {
+            name: "orders".into(),
+            total: 5,
+        })
         .unwrap();
         assert_eq!(m.topic("orders").unwrap().partitions.len(), 5);
         assert!(matches!(
-            m.apply(
-                &MetaCommand::CreatePartitions {
-                    name: "orders".into(),
-                    total: 2
-                },
-                2
-            ),
+            m.apply(&MetaCommand::CreatePartitions {
+                name: "orders".into(),
+                total: 2
+            },),
             Err(Error::InvalidPartitions(_))
         ));
         assert!(matches!(
-            m.apply(
-                &MetaCommand::DeleteTopic {
-                    name: "orders".into()
-                },
-                2
-            ),
+            m.apply(&MetaCommand::DeleteTopic {
+                name: "orders".into()
+            },),
             Ok(MetaEffect::TopicDeleted(_))
         ));
         assert!(m.topics.is_empty());
@@ -340,7 +359,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_topics() {
-        let mut m = ClusterMetadata::default();
+        let mut m = ClusterMetadata {
+            data_shards: 2,
+            ..Default::default()
+        };
         for (cmd, want) in [
             (create("", 1), "InvalidTopic"),
             (create("..", 1), "InvalidTopic"),
@@ -348,7 +370,7 @@ mod tests {
             (create(&"x".repeat(250), 1), "InvalidTopic"),
             (create("ok", 0), "InvalidPartitions"),
         ] {
-            let err = m.apply(&cmd, 1).unwrap_err();
+            let err = m.apply(&cmd).unwrap_err();
             assert!(format!("{err:?}").starts_with(want), "{err:?}");
         }
         let mut configs = BTreeMap::new();
@@ -360,11 +382,11 @@ mod tests {
             replication_factor: 1,
             configs,
         };
-        assert!(matches!(m.apply(&cmd, 1), Err(Error::InvalidConfig(_))));
+        assert!(matches!(m.apply(&cmd), Err(Error::InvalidConfig(_))));
         assert!(m.topics.is_empty());
 
-        m.apply(&create("a.b", 1), 1).unwrap();
-        let err = m.apply(&create("a_b", 1), 1).unwrap_err();
+        m.apply(&create("a.b", 1)).unwrap();
+        let err = m.apply(&create("a_b", 1)).unwrap_err();
         assert_eq!(
             err,
             Error::InvalidTopic("Topic 'a_b' collides with existing topic: a.b".into())

@@ -1,17 +1,18 @@
 //! [`Node`]: the replication layer as the Kafka server sees it.
 //!
 //! Writes (appends, metadata changes, log-start moves) become proposals to the driver thread and
-//! are answered when their Raft entry is applied. Reads go straight to RocksDB on a blocking
-//! thread, bounded by the partition's published high watermark.
+//! are answered when their Raft entry is applied. Reads go through the partition index to the
+//! batches in the Raft log, on a blocking thread, bounded by the partition's published high
+//! watermark; retention and ListOffsets by time are binary searches over that index.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use jet_storage::{Store, StoreOptions, TopicPartition};
-use tokio::sync::{mpsc, oneshot};
+use bytes::{Bytes, BytesMut};
+use jet_storage::{IndexEntry, Store, StoreOptions, TopicPartition};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::command::AppendItem;
@@ -70,7 +71,9 @@ impl NodeConfig {
             max_batch_bytes: 1_048_588,
             max_pending_proposals: 8192,
             max_append_bytes_in_flight: 16 << 20,
-            max_entry_bytes: 8 << 20,
+            // A fetch from disk reads the whole entry a batch lies in; 1 MiB keeps that small
+            // while one entry still carries many requests' batches.
+            max_entry_bytes: 1 << 20,
             tick: Duration::from_millis(100),
             retention_check_interval: Duration::from_secs(30),
             proposal_timeout: Duration::from_secs(30),
@@ -114,8 +117,10 @@ impl AppendTicket {
 /// Batches read from a partition, and the offsets a Fetch response reports with them.
 #[derive(Debug, Clone)]
 pub struct ReadResult {
-    /// Stored batches, in offset order.
-    pub batches: Vec<Bytes>,
+    /// Stored batches in offset order, back to back, base offsets and leader epochs set.
+    pub records: Bytes,
+    /// How many batches `records` holds.
+    pub batch_count: usize,
     /// The high watermark when the read started.
     pub high_watermark: i64,
     /// The log start offset when the read started.
@@ -145,9 +150,46 @@ pub(crate) struct Shared {
     pub partitions: RwLock<HashMap<TopicPartition, PartitionHandle>>,
     pub tail_budget: Arc<crate::partition::TailBudget>,
     pub shards: Vec<Arc<ShardStatus>>,
+    /// Bumped whenever partitions are created or deleted here.
+    pub partitions_changed: watch::Sender<u64>,
+    /// Set, with its cause, when the driver stopped on an error: the node can serve nothing.
+    pub failed: watch::Sender<Option<String>>,
 }
 
 impl Shared {
+    /// The shared state of a node with `config.data_shards` data shards.
+    pub(crate) fn new(config: &NodeConfig) -> Arc<Shared> {
+        Arc::new(Shared {
+            stop: std::sync::atomic::AtomicBool::new(false),
+            metadata: RwLock::new(Arc::new(ClusterMetadata::default())),
+            partitions: RwLock::new(HashMap::new()),
+            tail_budget: crate::partition::TailBudget::new(
+                config.tail_cache_bytes,
+                config.tail_cache_partition_bytes,
+            ),
+            shards: (0..=config.data_shards)
+                .map(|id| {
+                    Arc::new(ShardStatus {
+                        id,
+                        ..Default::default()
+                    })
+                })
+                .collect(),
+            partitions_changed: watch::channel(0).0,
+            failed: watch::channel(None).0,
+        })
+    }
+
+    /// Records that the driver stopped on an error.
+    pub(crate) fn fail(&self, cause: String) {
+        tracing::error!(%cause, "the raft driver stopped");
+        for s in &self.shards {
+            s.is_leader
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+        self.failed.send_replace(Some(cause));
+    }
+
     pub(crate) fn partition(&self, tp: &TopicPartition) -> Option<PartitionHandle> {
         self.partitions
             .read()
@@ -176,36 +218,42 @@ pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 impl Node {
     /// Opens the store, restores every shard, starts the driver, and returns once every local
-    /// shard has a leader.
-    pub async fn start(config: NodeConfig) -> Result<Arc<Node>, Error> {
+    /// shard has a leader. A data directory of another node or storage format is refused.
+    pub async fn start(mut config: NodeConfig) -> Result<Arc<Node>, Error> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             Error::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
-        let store = {
+        let (store, stored_shards) = {
             let dir = config.data_dir.clone();
             let opts = config.store.clone();
-            tokio::task::spawn_blocking(move || Store::open(&dir, &opts))
-                .await
-                .map_err(|e| Error::Storage(e.to_string()))??
-        };
-        let shards: Vec<Arc<ShardStatus>> = (0..=config.data_shards)
-            .map(|id| {
-                Arc::new(ShardStatus {
-                    id,
-                    ..Default::default()
-                })
+            let node_id = config.node_id;
+            tokio::task::spawn_blocking(move || -> Result<_, Error> {
+                let store = Store::open(&dir, &opts)?;
+                store.claim_node_id(node_id)?;
+                let doc = store.load_cluster_metadata()?;
+                let shards = match doc {
+                    Some(d) => {
+                        serde_json::from_slice::<ClusterMetadata>(&d)
+                            .map_err(|e| Error::Storage(format!("cluster metadata: {e}")))?
+                            .data_shards
+                    }
+                    None => 0,
+                };
+                Ok((store, shards))
             })
-            .collect();
-        let shared = Arc::new(Shared {
-            stop: std::sync::atomic::AtomicBool::new(false),
-            metadata: RwLock::new(Arc::new(ClusterMetadata::default())),
-            partitions: RwLock::new(HashMap::new()),
-            tail_budget: crate::partition::TailBudget::new(
-                config.tail_cache_bytes,
-                config.tail_cache_partition_bytes,
-            ),
-            shards,
-        });
+            .await
+            .map_err(|e| Error::Storage(e.to_string()))??
+        };
+        // The number of data shards is cluster state, fixed when the cluster was made.
+        if stored_shards > 0 && stored_shards != config.data_shards {
+            tracing::warn!(
+                stored = stored_shards,
+                flag = config.data_shards,
+                "the cluster has {stored_shards} data shards; --shards applies to new clusters only"
+            );
+            config.data_shards = stored_shards;
+        }
+        let shared = Shared::new(&config);
         let (tx, rx) = mpsc::channel(config.max_pending_proposals.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
         let handle = driver::spawn(config.clone(), store.clone(), shared.clone(), rx, ready_tx)?;
@@ -227,6 +275,62 @@ impl Node {
         ready_rx.await.map_err(|_| Error::ShuttingDown)??;
         node.clone().spawn_retention();
         Ok(node)
+    }
+
+    /// Resolves with the cause when the node's driver has stopped on an error (a storage
+    /// failure, a failed assertion): the process should exit, and replay at the next start
+    /// makes the state exact.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.shared.failed.subscribe();
+        loop {
+            if let Some(cause) = rx.borrow_and_update().clone() {
+                return cause;
+            }
+            if rx.changed().await.is_err() {
+                return "the raft driver is gone".into();
+            }
+        }
+    }
+
+    /// Waits until partitions `0..count` of `topic_id` exist on this node (their shards applied
+    /// the creation), at most the proposal timeout.
+    async fn wait_partitions(&self, topic_id: Uuid, count: i32) -> Result<(), Error> {
+        self.wait_for_partitions(topic_id, count, true).await
+    }
+
+    /// Waits until no partition `0..count` of `topic_id` is left on this node.
+    async fn wait_partitions_gone(&self, topic_id: Uuid, count: i32) -> Result<(), Error> {
+        self.wait_for_partitions(topic_id, count, false).await
+    }
+
+    async fn wait_for_partitions(
+        &self,
+        topic_id: Uuid,
+        count: i32,
+        present: bool,
+    ) -> Result<(), Error> {
+        let mut rx = self.shared.partitions_changed.subscribe();
+        let all_there = || {
+            (0..count).all(|p| {
+                self.shared
+                    .partition(&TopicPartition::new(topic_id, p))
+                    .is_some()
+                    == present
+            })
+        };
+        let wait = async {
+            loop {
+                if all_there() {
+                    return Ok(());
+                }
+                if rx.changed().await.is_err() {
+                    return Err(Error::ShuttingDown);
+                }
+            }
+        };
+        tokio::time::timeout(self.config.proposal_timeout, wait)
+            .await
+            .map_err(|_| Error::Timeout)?
     }
 
     /// The settings this node runs with.
@@ -308,24 +412,34 @@ impl Node {
         if req.validate_only {
             // Apply to a copy: the same checks as the real thing, and the topic it would make.
             let mut m = (*meta).clone();
-            m.apply(&cmd, self.config.data_shards)?;
+            m.apply(&cmd)?;
             return m
                 .topics
                 .remove(&req.name)
                 .ok_or(Error::UnknownTopicOrPartition);
         }
         self.propose_meta(cmd).await?;
-        self.metadata()
+        let topic = self
+            .metadata()
             .topic(&req.name)
             .cloned()
-            .ok_or(Error::UnknownTopicOrPartition)
+            .ok_or(Error::UnknownTopicOrPartition)?;
+        self.wait_partitions(topic.id, topic.partitions.len() as i32)
+            .await?;
+        Ok(topic)
     }
 
-    /// Deletes a topic and its data.
+    /// Deletes a topic and its data; answers once this node's shards have deleted its
+    /// partitions.
     pub async fn delete_topic(&self, name: &str) -> Result<(), Error> {
-        self.propose_meta(MetaCommand::DeleteTopic { name: name.into() })
-            .await
-            .map(|_| ())
+        let effect = self
+            .propose_meta(MetaCommand::DeleteTopic { name: name.into() })
+            .await?;
+        if let MetaEffect::TopicDeleted(topic) = effect {
+            self.wait_partitions_gone(topic.id, topic.partitions.len() as i32)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Grows a topic to `total` partitions.
@@ -340,9 +454,15 @@ impl Node {
             total,
         };
         if validate_only {
-            return self.metadata().check(&cmd, self.config.data_shards);
+            return self.metadata().check(&cmd);
         }
-        self.propose_meta(cmd).await.map(|_| ())
+        self.propose_meta(cmd).await?;
+        let id = self
+            .metadata()
+            .topic(name)
+            .map(|t| t.id)
+            .ok_or(Error::UnknownTopicOrPartition)?;
+        self.wait_partitions(id, total).await
     }
 
     /// Changes topic configs: `Some` sets, `None` removes. With `replace`, every config not named
@@ -360,7 +480,7 @@ impl Node {
             replace,
         };
         if validate_only {
-            return self.metadata().check(&cmd, self.config.data_shards);
+            return self.metadata().check(&cmd);
         }
         self.propose_meta(cmd).await.map(|_| ())
     }
@@ -488,7 +608,7 @@ impl Node {
         self.tx
             .send(DriverMsg::Append {
                 shard: handle.shard(),
-                item: AppendItem { tp, batches },
+                item: AppendItem::new(tp, batches),
                 tx: AppendReply { tx, budget },
             })
             .await
@@ -526,35 +646,40 @@ impl Node {
                 high_watermark,
             });
         }
+        let result = |records: Bytes, batch_count| ReadResult {
+            records,
+            batch_count,
+            high_watermark,
+            log_start_offset,
+        };
         if offset == high_watermark || max_bytes == 0 && !min_one {
-            return Ok(ReadResult {
-                batches: Vec::new(),
-                high_watermark,
-                log_start_offset,
-            });
+            return Ok(result(Bytes::new(), 0));
         }
         if let Some(batches) = handle.read_cached(offset, high_watermark, max_bytes, min_one) {
-            return Ok(ReadResult {
-                batches,
-                high_watermark,
-                log_start_offset,
-            });
+            let count = batches.len();
+            let records = if count == 1 {
+                batches.into_iter().next().unwrap_or_default()
+            } else {
+                let mut buf = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
+                for b in &batches {
+                    buf.extend_from_slice(b);
+                }
+                buf.freeze()
+            };
+            return Ok(result(records, count));
         }
         let store = self.store.clone();
-        let batches = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             store.read_batches(&tp, offset, high_watermark, max_bytes, min_one)
         })
         .await
         .map_err(|e| Error::Storage(e.to_string()))??;
-        Ok(ReadResult {
-            batches,
-            high_watermark,
-            log_start_offset,
-        })
+        Ok(result(read.records, read.count))
     }
 
-    /// The first stored batch (at or after the log start) whose max timestamp is at or after
-    /// `timestamp`; the caller finds the exact record inside it.
+    /// The first batch (at or after the log start) whose max timestamp is at or after
+    /// `timestamp`; the caller finds the exact record inside it. A binary search over the
+    /// index's running maximum timestamp: one batch body is read.
     pub async fn find_batch_by_timestamp(
         &self,
         tp: TopicPartition,
@@ -564,7 +689,10 @@ impl Node {
         let (from, to) = (handle.log_start_offset(), handle.high_watermark());
         let store = self.store.clone();
         Ok(tokio::task::spawn_blocking(move || {
-            store.find_batch_by_timestamp(&tp, from, to, timestamp)
+            match store.index_search(&tp, from, to, |e| e.cum_max_timestamp >= timestamp)? {
+                Some(e) => store.read_batch(&e).map(Some),
+                None => Ok(None),
+            }
         })
         .await
         .map_err(|e| Error::Storage(e.to_string()))??)
@@ -611,7 +739,8 @@ impl Node {
     }
 
     /// Starts the background task that enforces `retention.ms` and `retention.bytes` by
-    /// proposing log-start moves, so every replica deletes the same batches.
+    /// proposing log-start moves, so every replica deletes the same batches, and compacts the
+    /// compacted topics (both every `retention_check_interval`).
     fn spawn_retention(self: Arc<Self>) {
         let weak = Arc::downgrade(&self);
         let every = self.config.retention_check_interval;
@@ -627,18 +756,90 @@ impl Node {
                     }
                     tracing::warn!(error = %e, "retention check failed");
                 }
+                if let Err(e) = node.compact().await {
+                    if e == Error::ShuttingDown {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "compaction failed");
+                }
             }
         });
     }
 
-    /// One retention pass over every partition this node leads.
+    /// One compaction pass over the compacted topics' partitions this node leads: each one
+    /// that is due is cleaned by one proposal (see [`crate::compaction`]). Returns how many
+    /// partitions were compacted.
+    pub async fn compact(&self) -> Result<usize, Error> {
+        let meta = self.metadata();
+        let mut done = 0;
+        for topic in meta.topics.values() {
+            let policy =
+                topic_config::effective(&topic.configs, "cleanup.policy").unwrap_or("delete");
+            if !policy.split(',').any(|p| p.trim() == "compact") {
+                continue;
+            }
+            let settings = crate::compaction::Settings {
+                now_ms: now_ms(),
+                min_lag_ms: topic_config::effective_i64(&topic.configs, "min.compaction.lag.ms"),
+                delete_retention_ms: topic_config::effective_i64(
+                    &topic.configs,
+                    "delete.retention.ms",
+                ),
+                min_dirty_ratio: topic_config::effective(
+                    &topic.configs,
+                    "min.cleanable.dirty.ratio",
+                )
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.5),
+            };
+            for p in 0..topic.partitions.len() as i32 {
+                let tp = TopicPartition::new(topic.id, p);
+                let Some(handle) = self.partition(&tp) else {
+                    continue;
+                };
+                if !handle.is_leader() {
+                    continue;
+                }
+                let (from, to, cleaned) = (
+                    handle.log_start_offset(),
+                    handle.high_watermark(),
+                    handle.cleaned_offset(),
+                );
+                let store = self.store.clone();
+                let planned = tokio::task::spawn_blocking(move || {
+                    crate::compaction::plan(&store, &tp, from, to, cleaned, &settings)
+                })
+                .await
+                .map_err(|e| Error::Storage(e.to_string()))??;
+                if let Some(c) = planned {
+                    tracing::debug!(topic = %topic.name, partition = p, up_to = c.up_to, kept = c.batches.len(), "compacting");
+                    let shard = handle.shard();
+                    let cmd = crate::command::Command::Compact(c);
+                    self.ask(|tx| DriverMsg::Propose { shard, cmd, tx }).await?;
+                    done += 1;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// One retention pass over every partition this node leads. Topics whose cleanup.policy
+    /// is `compact` alone keep their data whatever its age or size.
     pub async fn enforce_retention(&self) -> Result<(), Error> {
         let meta = self.metadata();
         let now_ms = now_ms();
         for topic in meta.topics.values() {
-            let retention_ms = topic_config::effective_i64(&topic.configs, "retention.ms");
-            let retention_bytes = topic_config::effective_i64(&topic.configs, "retention.bytes");
-            if retention_ms < 0 && retention_bytes < 0 {
+            let policy =
+                topic_config::effective(&topic.configs, "cleanup.policy").unwrap_or("delete");
+            if !policy.split(',').any(|p| p.trim() == "delete") {
+                continue;
+            }
+            let limits = RetentionLimits {
+                now_ms,
+                retention_ms: topic_config::effective_i64(&topic.configs, "retention.ms"),
+                retention_bytes: topic_config::effective_i64(&topic.configs, "retention.bytes"),
+            };
+            if limits.retention_ms < 0 && limits.retention_bytes < 0 {
                 continue;
             }
             for p in 0..topic.partitions.len() as i32 {
@@ -651,11 +852,11 @@ impl Node {
                 }
                 let (from, to) = (handle.log_start_offset(), handle.high_watermark());
                 let store = self.store.clone();
-                let infos = tokio::task::spawn_blocking(move || store.batch_infos(&tp, from, to))
-                    .await
-                    .map_err(|e| Error::Storage(e.to_string()))??;
-                let new_start =
-                    retention_start(&infos, from, now_ms, retention_ms, retention_bytes);
+                let new_start = tokio::task::spawn_blocking(move || {
+                    retention_start(&store, &tp, from, to, &limits)
+                })
+                .await
+                .map_err(|e| Error::Storage(e.to_string()))??;
                 if new_start > from {
                     tracing::debug!(topic = %topic.name, partition = p, from, new_start, "retention moves log start");
                     self.delete_records(tp, new_start).await?;
@@ -666,29 +867,44 @@ impl Node {
     }
 }
 
-/// Where the log should start so that the kept batches satisfy both limits. Whole batches are
-/// dropped, oldest first; the newest batch is never dropped by size alone when it is the only
-/// one (Kafka keeps the active segment too).
-fn retention_start(
-    infos: &[jet_storage::BatchInfo],
-    log_start: i64,
+/// A topic's retention settings at one moment.
+#[derive(Debug, Clone, Copy)]
+struct RetentionLimits {
     now_ms: i64,
     retention_ms: i64,
     retention_bytes: i64,
-) -> i64 {
-    let mut total: u64 = infos.iter().map(|i| i.size_bytes).sum();
-    let mut start = log_start;
-    for (n, info) in infos.iter().enumerate() {
-        let is_last = n + 1 == infos.len();
-        let too_old = retention_ms >= 0 && info.max_timestamp < now_ms - retention_ms;
-        let too_big = retention_bytes >= 0 && total > retention_bytes as u64;
-        if is_last || !(too_old || too_big) {
-            break;
-        }
-        total -= info.size_bytes;
-        start = info.last_offset + 1;
+}
+
+/// Where the log of `tp` (offsets `[from, to)`) should start so that the kept batches satisfy
+/// both limits. Whole batches are dropped, oldest first, and the newest batch is never dropped
+/// (Kafka keeps the active segment too). Two binary searches over the index:
+/// - by size: keep from the first batch with `cum_bytes >= appended - retention.bytes`;
+/// - by time: keep from the first batch whose running maximum timestamp is within
+///   `retention.ms`; every batch before it is older, as Kafka's segment-by-segment check.
+fn retention_start(
+    store: &Store,
+    tp: &TopicPartition,
+    from: i64,
+    to: i64,
+    limits: &RetentionLimits,
+) -> Result<i64, Error> {
+    let Some(last) = store.index_at_or_before(tp, to - 1)? else {
+        return Ok(from);
+    };
+    let keep_from = |found: Option<IndexEntry>| found.map_or(last.base_offset, |e| e.base_offset);
+    let mut start = from;
+    if limits.retention_bytes >= 0 {
+        let appended = last.cum_bytes + u64::from(last.length);
+        let target = appended.saturating_sub(limits.retention_bytes as u64);
+        let found = store.index_search(tp, from, to, |e| e.cum_bytes >= target)?;
+        start = start.max(keep_from(found));
     }
-    start
+    if limits.retention_ms >= 0 {
+        let cutoff = limits.now_ms - limits.retention_ms;
+        let found = store.index_search(tp, from, to, |e| e.cum_max_timestamp >= cutoff)?;
+        start = start.max(keep_from(found));
+    }
+    Ok(start.min(last.base_offset).max(from))
 }
 
 impl Drop for Node {
@@ -715,36 +931,4 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use jet_storage::BatchInfo;
-
-    fn info(base: i64, n: i64, size: u64, ts: i64) -> BatchInfo {
-        BatchInfo {
-            base_offset: base,
-            last_offset: base + n - 1,
-            size_bytes: size,
-            max_timestamp: ts,
-        }
-    }
-
-    #[test]
-    fn retention_by_size_and_time() {
-        let infos = [
-            info(0, 10, 100, 1),
-            info(10, 10, 100, 2),
-            info(20, 10, 100, 3),
-        ];
-        // By size: keep at most 150 bytes -> drop two batches but keep the newest.
-        assert_eq!(retention_start(&infos, 0, 10, -1, 150), 20);
-        assert_eq!(retention_start(&infos, 0, 10, -1, 1000), 0);
-        assert_eq!(retention_start(&infos, 0, 10, -1, 0), 20);
-        // By time: everything older than now-7 (ts < 3) goes.
-        assert_eq!(retention_start(&infos, 0, 10, 7, -1), 20);
-        assert_eq!(retention_start(&infos, 0, 10, 100, -1), 0);
-        assert_eq!(retention_start(&[], 5, 10, 0, 0), 5);
-    }
 }

@@ -67,6 +67,7 @@ struct Inner {
     high_watermark: AtomicI64,
     max_timestamp: AtomicI64,
     max_timestamp_batch: AtomicI64,
+    cleaned_offset: AtomicI64,
     hw_tx: watch::Sender<i64>,
     tail: Mutex<Tail>,
     budget: Arc<TailBudget>,
@@ -98,6 +99,7 @@ impl PartitionHandle {
             high_watermark: AtomicI64::new(st.next_offset),
             max_timestamp: AtomicI64::new(st.max_timestamp),
             max_timestamp_batch: AtomicI64::new(st.max_timestamp_batch),
+            cleaned_offset: AtomicI64::new(st.cleaned_offset),
             hw_tx,
             tail: Mutex::new(Tail::default()),
             budget,
@@ -137,6 +139,21 @@ impl PartitionHandle {
             budget.used.fetch_sub(len, Ordering::Relaxed);
         }
         budget.used.fetch_sub(freed, Ordering::Relaxed);
+    }
+
+    /// Drops cached batches that start below `offset` (compaction rewrote them).
+    pub(crate) fn forget_cached_below(&self, offset: i64) {
+        let mut tail = self.0.tail.lock().expect("tail lock");
+        while tail
+            .batches
+            .front()
+            .is_some_and(|(base, _, _)| *base < offset)
+        {
+            if let Some((_, _, b)) = tail.batches.pop_front() {
+                tail.bytes -= b.len();
+                self.0.budget.used.fetch_sub(b.len(), Ordering::Relaxed);
+            }
+        }
     }
 
     /// Serves a read from the tail cache when it holds the batch containing `offset`: batches
@@ -181,6 +198,7 @@ impl PartitionHandle {
         i.max_timestamp.store(st.max_timestamp, Ordering::Release);
         i.max_timestamp_batch
             .store(st.max_timestamp_batch, Ordering::Release);
+        i.cleaned_offset.store(st.cleaned_offset, Ordering::Release);
         let old = i.high_watermark.swap(st.next_offset, Ordering::AcqRel);
         assert!(
             st.next_offset >= old,
@@ -218,6 +236,11 @@ impl PartitionHandle {
             self.0.max_timestamp.load(Ordering::Acquire),
             self.0.max_timestamp_batch.load(Ordering::Acquire),
         )
+    }
+
+    /// Batches below this offset were rewritten by compaction.
+    pub fn cleaned_offset(&self) -> i64 {
+        self.0.cleaned_offset.load(Ordering::Acquire)
     }
 
     /// The Kafka leader epoch (the shard's Raft term).

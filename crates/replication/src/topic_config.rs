@@ -64,7 +64,8 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         default: "delete",
         kind: ConfigType::String(Some(CLEANUP)),
         broker_synonym: Some("log.cleanup.policy"),
-        doc: "retention policy: delete old segments (compaction is accepted, not performed)",
+        doc:
+            "delete (retention by time and size), compact (keep the newest record per key), or both",
     },
     ConfigDef {
         name: "compression.type",

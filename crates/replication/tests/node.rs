@@ -15,6 +15,15 @@ fn config(dir: &std::path::Path) -> NodeConfig {
     c
 }
 
+/// The batches of a read, one `Bytes` each.
+fn batches(r: &jet_replication::ReadResult) -> Vec<Bytes> {
+    let v: Vec<Bytes> = batch::iter(&r.records)
+        .map(|(at, h)| r.records.slice(at..at + h.total_len()))
+        .collect();
+    assert_eq!(v.len(), r.batch_count);
+    v
+}
+
 fn batch_of(count: i32, ts: i64, payload: &[u8]) -> Bytes {
     Bytes::from(batch::build_uncompressed(ts, (-1, -1, -1), count, payload))
 }
@@ -61,13 +70,9 @@ async fn append_read_restart() {
         assert_eq!(h.high_watermark(), 200);
         assert!(h.leader_epoch() >= 1);
 
-        let r = node.read(tp, 10, 1 << 20, true).await.unwrap();
-        assert_eq!(
-            r.batches.len(),
-            48,
-            "reads from the batch holding offset 10"
-        );
-        let first = batch::validate(&r.batches[0]).unwrap();
+        let r = batches(&node.read(tp, 10, 1 << 20, true).await.unwrap());
+        assert_eq!(r.len(), 48, "reads from the batch holding offset 10");
+        let first = batch::validate(&r[0]).unwrap();
         assert_eq!(first.base_offset, 8);
         assert_eq!(first.partition_leader_epoch, h.leader_epoch());
         assert_eq!(
@@ -83,10 +88,9 @@ async fn append_read_restart() {
     let node = Node::start(config(dir.path())).await.unwrap();
     let tp = TopicPartition::new(id, 1);
     assert_eq!(node.partition(&tp).unwrap().high_watermark(), 200);
-    let r = node.read(tp, 0, 1 << 20, true).await.unwrap();
-    assert_eq!(r.batches.len(), 50);
+    let r = batches(&node.read(tp, 0, 1 << 20, true).await.unwrap());
+    assert_eq!(r.len(), 50);
     let offsets: Vec<i64> = r
-        .batches
         .iter()
         .map(|b| batch::validate(b).unwrap().base_offset)
         .collect();
@@ -108,8 +112,8 @@ async fn delete_records_retention_and_topic_deletion() {
     assert_eq!(node.delete_records(tp, 15).await.unwrap(), 15);
     let h = node.partition(&tp).unwrap();
     assert_eq!(h.log_start_offset(), 15);
-    let r = node.read(tp, 15, 1 << 20, true).await.unwrap();
-    assert_eq!(batch::validate(&r.batches[0]).unwrap().base_offset, 10);
+    let r = batches(&node.read(tp, 15, 1 << 20, true).await.unwrap());
+    assert_eq!(batch::validate(&r[0]).unwrap().base_offset, 10);
     assert!(matches!(
         node.read(tp, 5, 1 << 20, true).await,
         Err(Error::OffsetOutOfRange { .. })
@@ -132,7 +136,7 @@ async fn delete_records_retention_and_topic_deletion() {
     let out = node.append(ltp, batch_of(2, 1, b"ab")).await.unwrap();
     assert!(out.log_append_time_ms > 1_600_000_000_000);
     let stored = node.read(ltp, 0, 1 << 20, true).await.unwrap();
-    let h2 = batch::validate(&stored.batches[0]).unwrap();
+    let h2 = batch::validate(&batches(&stored)[0]).unwrap();
     assert_eq!(h2.max_timestamp, out.log_append_time_ms);
 
     node.delete_topic("r").await.unwrap();
@@ -157,20 +161,44 @@ async fn delete_records_retention_and_topic_deletion() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shards_setting_cannot_shrink_below_used() {
+async fn data_shard_count_is_cluster_state_not_a_flag() {
     let dir = tempfile::tempdir().unwrap();
+    let id;
     {
         let node = Node::start(config(dir.path())).await.unwrap();
-        create(&node, "wide", 4, &[]).await;
+        assert_eq!(node.metadata().data_shards, 2);
+        id = create(&node, "wide", 4, &[]).await;
+        for p in 0..4 {
+            let tp = TopicPartition::new(id, p);
+            node.append(tp, batch_of(1, 1, b"x")).await.unwrap();
+        }
         node.shutdown().await;
     }
+    // A restart with another --shards keeps the cluster's count, so placement (and every
+    // partition's data) stays where it was.
     let mut c = config(dir.path());
     c.data_shards = 1;
+    let node = Node::start(c).await.unwrap();
+    assert_eq!(node.config().data_shards, 2);
+    assert_eq!(node.metadata().data_shards, 2);
+    for p in 0..4 {
+        let h = node.partition(&TopicPartition::new(id, p)).unwrap();
+        assert_eq!(h.high_watermark(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_directory_of_another_node_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    Node::start(config(dir.path()))
+        .await
+        .unwrap()
+        .shutdown()
+        .await;
+    let mut c = config(dir.path());
+    c.node_id = 7;
     let err = Node::start(c).await.err().unwrap();
-    assert!(
-        matches!(err, Error::InvalidRequest(ref m) if m.contains("--shards 2")),
-        "{err}"
-    );
+    assert!(err.to_string().contains("belongs to node 1"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

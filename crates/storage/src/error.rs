@@ -9,6 +9,17 @@ pub enum StorageError {
     /// A stored value could not be decoded: the data directory is damaged or from another version.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// The data directory was written in a storage format this build does not read.
+    #[error("{0}")]
+    Format(String),
+    /// The data directory belongs to another node.
+    #[error("the data directory belongs to node {stored}, not to node {given} (use --node-id {stored} or another data directory)")]
+    NodeIdMismatch {
+        /// The id the directory was first used with.
+        stored: u64,
+        /// The id given now.
+        given: u64,
+    },
 }
 
 impl From<protobuf::ProtobufError> for StorageError {

@@ -22,12 +22,35 @@ impl TopicPartition {
     }
 }
 
-/// `raft_log`: shard (8) + index (8).
+/// `raft_log`: shard (8) + index (8), the prefix of an entry's key and the bound of range
+/// deletes (a 16-byte prefix sorts before every longer key that starts with it).
 pub fn raft_entry(shard: u64, index: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&shard.to_be_bytes());
     k[8..].copy_from_slice(&index.to_be_bytes());
     k
+}
+
+/// `raft_log`: the full key of an entry: shard (8) + index (8) + term (8) + entry type (1).
+///
+/// The term and type live in the key so that the value is the entry's data verbatim: a record
+/// batch is then stored once, at a position the partition index can point into, without a
+/// copy to put a header in front of it.
+pub fn raft_entry_full(shard: u64, index: u64, term: u64, entry_type: u8) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[..16].copy_from_slice(&raft_entry(shard, index));
+    k[16..24].copy_from_slice(&term.to_be_bytes());
+    k[24] = entry_type;
+    k
+}
+
+/// Parses a full `raft_log` key: (shard, index, term, entry type).
+pub fn parse_raft_entry(key: &[u8]) -> Option<(u64, u64, u64, u8)> {
+    if key.len() != 25 {
+        return None;
+    }
+    let at = |i: usize| u64::from_be_bytes(key[i..i + 8].try_into().expect("8 bytes"));
+    Some((at(0), at(8), at(16), key[24]))
 }
 
 /// Fields of a shard's raft state in `raft_state`.
@@ -52,29 +75,33 @@ pub fn raft_state(shard: u64, field: RaftStateField) -> [u8; 9] {
     k
 }
 
-/// `log`: topic id (16) + partition (4) + base offset (8).
-pub fn log_entry(tp: &TopicPartition, base_offset: i64) -> [u8; 28] {
+/// `index`: topic id (16) + partition (4) + base offset (8).
+pub fn index_entry(tp: &TopicPartition, base_offset: i64) -> [u8; 28] {
     let mut k = [0u8; 28];
-    k[..20].copy_from_slice(&log_prefix(tp));
+    k[..20].copy_from_slice(&partition_prefix(tp));
     // Offsets are never negative, so the sign bit never reorders keys.
     k[20..].copy_from_slice(&(base_offset.max(0) as u64).to_be_bytes());
     k
 }
 
-/// `log`: the 20-byte prefix shared by every batch of a partition.
-pub fn log_prefix(tp: &TopicPartition) -> [u8; 20] {
+/// The 20-byte prefix shared by every record of a partition (index entries, states).
+pub fn partition_prefix(tp: &TopicPartition) -> [u8; 20] {
     let mut k = [0u8; 20];
     k[..16].copy_from_slice(tp.topic_id.as_bytes());
     k[16..].copy_from_slice(&(tp.partition.max(0) as u32).to_be_bytes());
     k
 }
 
-/// The base offset stored in a `log` key.
-pub fn log_entry_offset(key: &[u8]) -> Option<i64> {
+/// The base offset stored in an `index` key.
+pub fn index_entry_offset(key: &[u8]) -> Option<i64> {
     let tail: [u8; 8] = key.get(20..28)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail) as i64)
 }
 
+/// `meta` tag: the storage format of the data directory.
+pub const META_FORMAT: &[u8] = b"format";
+/// `meta` tag: the node id the data directory belongs to.
+pub const META_NODE_ID: &[u8] = b"node_id";
 /// `meta` tag: the cluster metadata document.
 pub const META_CLUSTER: &[u8] = b"cluster";
 /// `meta` tag prefix: partition state records.
@@ -88,7 +115,7 @@ pub const META_GROUP_PREFIX: u8 = b'g';
 pub fn partition_state(tp: &TopicPartition) -> [u8; 21] {
     let mut k = [0u8; 21];
     k[0] = META_PARTITION_PREFIX;
-    k[1..].copy_from_slice(&log_prefix(tp));
+    k[1..].copy_from_slice(&partition_prefix(tp));
     k
 }
 
@@ -114,7 +141,7 @@ pub fn producer_state(tp: &TopicPartition, producer_id: i64) -> [u8; 29] {
 pub fn producer_prefix(tp: &TopicPartition) -> [u8; 21] {
     let mut k = [0u8; 21];
     k[0] = META_PRODUCER_PREFIX;
-    k[1..].copy_from_slice(&log_prefix(tp));
+    k[1..].copy_from_slice(&partition_prefix(tp));
     k
 }
 
@@ -134,15 +161,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_keys_sort_by_offset() {
+    fn index_keys_sort_by_offset() {
         let tp = TopicPartition::new(Uuid::new_v4(), 3);
-        let a = log_entry(&tp, 9);
-        let b = log_entry(&tp, 10);
-        let c = log_entry(&tp, 256);
+        let a = index_entry(&tp, 9);
+        let b = index_entry(&tp, 10);
+        let c = index_entry(&tp, 256);
         assert!(a < b && b < c);
-        assert_eq!(log_entry_offset(&c), Some(256));
+        assert_eq!(index_entry_offset(&c), Some(256));
         let other = TopicPartition::new(tp.topic_id, 4);
-        assert!(c < log_entry(&other, 0));
+        assert!(c < index_entry(&other, 0));
+    }
+
+    #[test]
+    fn raft_keys_sort_by_index_and_prefix_bounds_them() {
+        let a = raft_entry_full(2, 9, 7, 0);
+        let b = raft_entry_full(2, 10, 1, 0);
+        assert!(a < b);
+        assert!(raft_entry(2, 10).as_slice() < b.as_slice());
+        assert!(raft_entry(2, 11).as_slice() > b.as_slice());
+        assert!(raft_entry_full(3, 0, 0, 0).as_slice() > b.as_slice());
+        assert_eq!(parse_raft_entry(&b), Some((2, 10, 1, 0)));
+        assert_eq!(parse_raft_entry(&raft_entry(2, 10)), None);
     }
 
     #[test]

@@ -1,41 +1,74 @@
 //! [`ShardLog`]: raft-rs's `Storage` for one shard.
 //!
 //! The driver writes every entry to RocksDB (`raft_log`) and to this in-memory tail in the same
-//! step, so raft-rs never reads RocksDB to replicate or apply what it has just written. Entries
-//! are dropped from memory (and from RocksDB) once applied, which keeps the tail bounded by the
-//! number of entries proposed but not yet applied.
+//! step, so raft-rs never reads RocksDB to apply what it has just written. Once applied, entries
+//! leave memory but stay in RocksDB: the partition index points into them, and a follower that
+//! falls behind is sent them from there. They are deleted ([`ShardLog::compact`]) once no
+//! partition refers to them.
 
 use std::collections::VecDeque;
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
 
+use crate::Store;
+
+/// What [`Store::load_shard`] found of a shard.
+pub struct Restored {
+    /// The persisted hard state.
+    pub hard_state: HardState,
+    /// The persisted configuration.
+    pub conf_state: ConfState,
+    /// Index and term of the last deleted entry.
+    pub truncated: (u64, u64),
+    /// The last applied index.
+    pub applied: u64,
+    /// The last stored index.
+    pub last: u64,
+    /// The stored entries after `applied`.
+    pub entries: Vec<Entry>,
+}
+
 /// The raft log and raft state of one shard, as raft-rs sees them.
-#[derive(Debug, Default)]
 pub struct ShardLog {
+    store: Store,
+    shard: u64,
     hard_state: HardState,
     conf_state: ConfState,
-    /// Index and term of the last entry removed by [`ShardLog::compact`].
+    /// Index and term of the last entry deleted by [`ShardLog::compact`].
     truncated_index: u64,
     truncated_term: u64,
-    /// `entries[i].index == truncated_index + 1 + i`.
-    entries: VecDeque<Entry>,
+    applied: u64,
+    /// Index of the last entry.
+    last: u64,
+    /// The newest entries: `mem[i].index == last - mem.len() + 1 + i`.
+    mem: VecDeque<Entry>,
+}
+
+impl std::fmt::Debug for ShardLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardLog")
+            .field("shard", &self.shard)
+            .field("truncated", &(self.truncated_index, self.truncated_term))
+            .field("last", &self.last)
+            .field("in_memory", &self.mem.len())
+            .finish()
+    }
 }
 
 impl ShardLog {
     /// A log rebuilt from what RocksDB holds for the shard.
-    pub fn restore(
-        hard_state: HardState,
-        conf_state: ConfState,
-        truncated: (u64, u64),
-        entries: Vec<Entry>,
-    ) -> Self {
+    pub fn restore(store: Store, shard: u64, r: Restored) -> Self {
         let log = Self {
-            hard_state,
-            conf_state,
-            truncated_index: truncated.0,
-            truncated_term: truncated.1,
-            entries: entries.into(),
+            store,
+            shard,
+            hard_state: r.hard_state,
+            conf_state: r.conf_state,
+            truncated_index: r.truncated.0,
+            truncated_term: r.truncated.1,
+            applied: r.applied,
+            last: r.last,
+            mem: r.entries.into(),
         };
         log.check_contiguous();
         log
@@ -43,21 +76,33 @@ impl ShardLog {
 
     /// A new shard whose only configuration is `conf_state` (the bootstrap of a new cluster).
     /// Index 0 stands for the configuration, so the first real entry is index 1.
-    pub fn bootstrap(conf_state: ConfState) -> Self {
+    pub fn bootstrap(store: Store, shard: u64, conf_state: ConfState) -> Self {
         Self {
+            store,
+            shard,
+            hard_state: HardState::default(),
             conf_state,
-            ..Self::default()
+            truncated_index: 0,
+            truncated_term: 0,
+            applied: 0,
+            last: 0,
+            mem: VecDeque::new(),
         }
     }
 
+    fn mem_first(&self) -> u64 {
+        self.last + 1 - self.mem.len() as u64
+    }
+
     fn check_contiguous(&self) {
-        for (i, e) in self.entries.iter().enumerate() {
-            assert_eq!(
-                e.index,
-                self.truncated_index + 1 + i as u64,
-                "raft log tail is not contiguous"
-            );
+        let first = self.mem_first();
+        for (i, e) in self.mem.iter().enumerate() {
+            assert_eq!(e.index, first + i as u64, "raft log tail is not contiguous");
         }
+        assert!(
+            first > self.truncated_index,
+            "memory tail below the truncation"
+        );
     }
 
     /// The current hard state.
@@ -70,9 +115,19 @@ impl ShardLog {
         &self.conf_state
     }
 
-    /// Index and term of the last compacted entry.
+    /// Index and term of the last deleted entry.
     pub fn truncated(&self) -> (u64, u64) {
         (self.truncated_index, self.truncated_term)
+    }
+
+    /// The applied index found at start-up.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// The index of the last entry.
+    pub fn last(&self) -> u64 {
+        self.last
     }
 
     /// Replaces the hard state (after the driver persisted it).
@@ -90,8 +145,13 @@ impl ShardLog {
         self.hard_state.commit = commit;
     }
 
-    /// Appends entries, dropping any conflicting suffix first (a new leader may overwrite
-    /// entries that were never committed).
+    /// True when appending `ents` replaces stored entries (a new leader overwrote entries that
+    /// were never committed): the caller deletes the stored suffix from the first index.
+    pub fn conflicts(&self, ents: &[Entry]) -> bool {
+        ents.first().is_some_and(|e| e.index <= self.last)
+    }
+
+    /// Appends entries, dropping any conflicting suffix first.
     pub fn append(&mut self, ents: &[Entry]) {
         let Some(first) = ents.first() else { return };
         assert!(
@@ -100,42 +160,47 @@ impl ShardLog {
             first.index,
             self.truncated_index
         );
-        let keep = (first.index - self.truncated_index - 1) as usize;
-        assert!(keep <= self.entries.len(), "gap in raft log append");
-        self.entries.truncate(keep);
-        self.entries.extend(ents.iter().cloned());
+        assert!(first.index <= self.last + 1, "gap in raft log append");
+        if first.index < self.mem_first() {
+            // The replaced suffix starts below memory: memory holds none of what stays.
+            self.mem.clear();
+        } else {
+            let keep = (first.index - self.mem_first()) as usize;
+            self.mem.truncate(keep);
+        }
+        self.mem.extend(ents.iter().cloned());
+        self.last = first.index + ents.len() as u64 - 1;
+        self.check_contiguous();
     }
 
-    /// Drops entries up to and including `index` (they are applied). Keeps the term of `index`
-    /// for log matching. Returns false when there was nothing to drop.
-    pub fn compact(&mut self, index: u64) -> bool {
+    /// Drops entries up to and including `applied` from memory; they stay in RocksDB.
+    pub fn release_applied(&mut self, applied: u64) {
+        while self.mem.front().is_some_and(|e| e.index <= applied) {
+            self.mem.pop_front();
+        }
+    }
+
+    /// Records that entries up to and including `index` (with term `term`) were deleted from
+    /// RocksDB. Returns false when there was nothing to delete.
+    pub fn compact(&mut self, index: u64, term: u64) -> bool {
         if index <= self.truncated_index {
             return false;
         }
-        let index = index.min(self.last());
-        let n = (index - self.truncated_index) as usize;
-        if n == 0 {
-            return false;
-        }
-        let term = self.entries[n - 1].term;
-        self.entries.drain(..n);
+        assert!(index <= self.last, "compaction past the last entry");
+        self.release_applied(index);
         self.truncated_index = index;
         self.truncated_term = term;
         true
     }
 
-    fn last(&self) -> u64 {
-        self.truncated_index + self.entries.len() as u64
-    }
-
     /// Number of entries held in memory.
-    pub fn len(&self) -> usize {
-        self.entries.len()
+    pub fn in_memory(&self) -> usize {
+        self.mem.len()
     }
 
-    /// True when no entries are held in memory.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    fn store_err(e: crate::StorageError) -> raft::Error {
+        tracing::error!(error = %e, "reading the raft log failed");
+        raft::Error::Store(RaftStorageError::Other(Box::new(e)))
     }
 }
 
@@ -157,16 +222,30 @@ impl raft::Storage for ShardLog {
         if low <= self.truncated_index {
             return Err(raft::Error::Store(RaftStorageError::Compacted));
         }
-        if high > self.last() + 1 {
+        if high > self.last + 1 {
             return Err(raft::Error::Store(RaftStorageError::Unavailable));
         }
         let max_size = max_size.into().unwrap_or(u64::MAX);
-        let start = (low - self.truncated_index - 1) as usize;
-        let end = (high - self.truncated_index - 1) as usize;
-        let mut out = Vec::with_capacity(end - start);
+        let mem_first = self.mem_first();
+        let mut out = Vec::new();
         let mut size = 0u64;
-        for e in self.entries.range(start..end) {
-            size += protobuf::Message::compute_size(e) as u64;
+        if low < mem_first {
+            out = self
+                .store
+                .raft_entries(self.shard, low, high.min(mem_first), max_size)
+                .map_err(Self::store_err)?;
+            size = out.iter().map(|e| e.data.len() as u64).sum();
+            let next = low + out.len() as u64;
+            if next < high.min(mem_first) {
+                // The size limit stopped the read (or the store is missing entries, which the
+                // raft log check in `raft_entries` reports).
+                return Ok(out);
+            }
+        }
+        let start = low.max(mem_first);
+        for idx in start..high {
+            let e = &self.mem[(idx - mem_first) as usize];
+            size += e.data.len() as u64;
             // Always return at least one entry, as the trait requires.
             if !out.is_empty() && size > max_size {
                 break;
@@ -183,10 +262,18 @@ impl raft::Storage for ShardLog {
         if idx < self.truncated_index {
             return Err(raft::Error::Store(RaftStorageError::Compacted));
         }
-        if idx > self.last() {
+        if idx > self.last {
             return Err(raft::Error::Store(RaftStorageError::Unavailable));
         }
-        Ok(self.entries[(idx - self.truncated_index - 1) as usize].term)
+        let mem_first = self.mem_first();
+        if idx >= mem_first {
+            return Ok(self.mem[(idx - mem_first) as usize].term);
+        }
+        match self.store.raft_term(self.shard, idx) {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(raft::Error::Store(RaftStorageError::Unavailable)),
+            Err(e) => Err(Self::store_err(e)),
+        }
     }
 
     fn first_index(&self) -> raft::Result<u64> {
@@ -194,12 +281,13 @@ impl raft::Storage for ShardLog {
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        Ok(self.last())
+        Ok(self.last)
     }
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Shards have a single voter until replication lands; a follower that needs a snapshot
-        // cannot exist yet. Saying "temporarily unavailable" makes raft-rs retry rather than fail.
+        // Shards have a single voter until replication lands, and entries stay until every
+        // replica has them, so no follower needs a snapshot yet. "Temporarily unavailable"
+        // makes raft-rs retry rather than fail.
         Err(raft::Error::Store(
             RaftStorageError::SnapshotTemporarilyUnavailable,
         ))
@@ -209,52 +297,72 @@ impl raft::Storage for ShardLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoreOptions;
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {
             index,
             term,
+            data: vec![index as u8].into(),
             ..Default::default()
         }
     }
 
+    fn log_with_store(dir: &std::path::Path) -> (Store, ShardLog) {
+        let store = Store::open(dir, &StoreOptions::default()).unwrap();
+        let log = ShardLog::bootstrap(store.clone(), 1, ConfState::default());
+        (store, log)
+    }
+
+    fn persist(store: &Store, ents: &[Entry]) {
+        let mut b = store.batch();
+        for e in ents {
+            b.put_raft_entry(1, e).unwrap();
+        }
+        store.write(b, false).unwrap();
+    }
+
     #[test]
-    fn append_compact_and_read() {
-        let mut log = ShardLog::bootstrap(ConfState::default());
-        log.append(&[entry(1, 1), entry(2, 1), entry(3, 2)]);
-        assert_eq!(log.last_index().unwrap(), 3);
+    fn applied_entries_are_read_back_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut log) = log_with_store(dir.path());
+        let ents = [entry(1, 1), entry(2, 1), entry(3, 2)];
+        persist(&store, &ents);
+        log.append(&ents);
+        log.release_applied(2);
+        assert_eq!(log.in_memory(), 1);
+        assert_eq!(log.first_index().unwrap(), 1);
+        assert_eq!(log.term(1).unwrap(), 1);
         assert_eq!(log.term(3).unwrap(), 2);
-        assert!(log.compact(2));
-        assert_eq!(log.first_index().unwrap(), 3);
-        assert_eq!(log.term(2).unwrap(), 1);
-        assert!(log.term(1).is_err());
         let got = log
-            .entries(3, 4, None, GetEntriesContext::empty(false))
+            .entries(1, 4, None, GetEntriesContext::empty(false))
             .unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].index, 3);
+        assert_eq!(
+            got.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(&got[1].data[..], &[2]);
+        // A size limit still returns one entry.
+        let one = log
+            .entries(1, 4, Some(0), GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        assert!(log.compact(2, 1));
+        assert!(log.term(1).is_err());
+        assert_eq!(log.term(2).unwrap(), 1);
+        assert_eq!(log.first_index().unwrap(), 3);
     }
 
     #[test]
     fn append_overwrites_conflicting_suffix() {
-        let mut log = ShardLog::bootstrap(ConfState::default());
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, mut log) = log_with_store(dir.path());
         log.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        assert!(log.conflicts(&[entry(2, 2)]));
         log.append(&[entry(2, 2)]);
         assert_eq!(log.last_index().unwrap(), 2);
         assert_eq!(log.term(2).unwrap(), 2);
-    }
-
-    #[test]
-    fn compact_everything_keeps_matching_term() {
-        let mut log = ShardLog::bootstrap(ConfState::default());
-        log.append(&[entry(1, 4), entry(2, 5)]);
-        assert!(log.compact(2));
-        assert!(log.is_empty());
-        assert_eq!(log.first_index().unwrap(), 3);
-        assert_eq!(log.last_index().unwrap(), 2);
-        assert_eq!(log.term(2).unwrap(), 5);
-        log.append(&[entry(3, 5)]);
-        assert_eq!(log.last_index().unwrap(), 3);
+        assert!(!log.conflicts(&[entry(3, 2)]));
     }
 }

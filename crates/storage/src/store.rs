@@ -1,115 +1,59 @@
 //! [`Store`]: the node's one RocksDB and every read and write the broker makes on it.
 //!
 //! Writes go through [`Batch`] (a RocksDB `WriteBatch`) so that the driver persists the Ready of
-//! every shard, or the applied results of every shard, in one write. Reads of partition logs are
-//! range scans over keys ordered by base offset; callers run them off the async runtime.
+//! every shard, or the applied results of every shard, in one write. Record batches are written
+//! once, as the data of their Raft entry; `raft_log` keeps large values in blob files (RocksDB's
+//! integrated BlobDB), so compaction moves small references, never the batches themselves.
+//! Partition reads ([`crate::index`]) go through the partition index; callers run them off the
+//! async runtime.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Entry, HardState};
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options,
-    ReadOptions, WriteOptions, DB,
+    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, FlushOptions, IteratorMode,
+    Options, ReadOptions, WriteOptions, DB,
 };
 
+use crate::index::{IndexEntry, PartitionState};
 use crate::keys::{self, RaftStateField, TopicPartition};
 use crate::{ShardLog, StorageError};
 
-const CF_RAFT_LOG: &str = "raft_log";
-const CF_RAFT_STATE: &str = "raft_state";
-const CF_LOG: &str = "log";
-const CF_META: &str = "meta";
+pub(crate) const CF_RAFT_LOG: &str = "raft_log";
+pub(crate) const CF_RAFT_STATE: &str = "raft_state";
+pub(crate) const CF_INDEX: &str = "index";
+pub(crate) const CF_META: &str = "meta";
+const CFS: [&str; 4] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_INDEX, CF_META];
+
+/// The storage format this build reads and writes. Format 1 (a second copy of every batch in a
+/// `log` column family) is refused rather than misread.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// How the store is opened.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Memtable size of the partition-log column family, in bytes.
-    pub log_write_buffer_bytes: usize,
+    /// Memtable size of the Raft log column family, in bytes.
+    pub raft_log_write_buffer_bytes: usize,
     /// Block cache shared by all column families, in bytes.
     pub block_cache_bytes: usize,
+    /// Raft log values at least this large go to blob files (written once, at flush).
+    pub min_blob_bytes: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            log_write_buffer_bytes: 16 << 20,
+            raft_log_write_buffer_bytes: 32 << 20,
             block_cache_bytes: 16 << 20,
+            min_blob_bytes: 4096,
         }
     }
-}
-
-/// Persistent state of one partition, kept in `meta` and updated by every apply that touches it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PartitionState {
-    /// First offset a consumer may read (moved by retention and DeleteRecords).
-    pub log_start_offset: i64,
-    /// Offset the next appended record gets (the log end offset).
-    pub next_offset: i64,
-    /// Bytes of record batches stored from the first kept batch to the end.
-    pub size_bytes: u64,
-    /// Largest batch max-timestamp seen, and the base offset of that batch (-1 when none).
-    pub max_timestamp: i64,
-    /// Base offset of the batch that holds `max_timestamp`.
-    pub max_timestamp_batch: i64,
-}
-
-impl PartitionState {
-    /// The state of a new, empty partition.
-    pub fn empty() -> Self {
-        Self {
-            max_timestamp: -1,
-            max_timestamp_batch: -1,
-            ..Self::default()
-        }
-    }
-
-    fn encode(&self) -> [u8; 40] {
-        let mut b = [0u8; 40];
-        b[0..8].copy_from_slice(&self.log_start_offset.to_be_bytes());
-        b[8..16].copy_from_slice(&self.next_offset.to_be_bytes());
-        b[16..24].copy_from_slice(&self.size_bytes.to_be_bytes());
-        b[24..32].copy_from_slice(&self.max_timestamp.to_be_bytes());
-        b[32..40].copy_from_slice(&self.max_timestamp_batch.to_be_bytes());
-        b
-    }
-
-    fn decode(b: &[u8]) -> Result<Self, StorageError> {
-        if b.len() != 40 {
-            return Err(StorageError::Corrupt(format!(
-                "partition state of {} bytes",
-                b.len()
-            )));
-        }
-        let at = |i: usize| i64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        Ok(Self {
-            log_start_offset: at(0),
-            next_offset: at(8),
-            size_bytes: at(16) as u64,
-            max_timestamp: at(24),
-            max_timestamp_batch: at(32),
-        })
-    }
-}
-
-/// What the store knows of one stored batch without reading its records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchInfo {
-    /// Offset of the batch's first record.
-    pub base_offset: i64,
-    /// Offset of the batch's last record.
-    pub last_offset: i64,
-    /// Stored size in bytes.
-    pub size_bytes: u64,
-    /// The batch header's max timestamp.
-    pub max_timestamp: i64,
 }
 
 /// A stored key and value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
-type RawItem = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>;
 
 /// The node's RocksDB.
 #[derive(Clone)]
@@ -124,13 +68,22 @@ pub struct Batch {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `path`.
+    /// Opens (creating if needed) the store in `path`. A data directory of another storage
+    /// format is refused with a clear error before anything is written to it.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StorageError> {
+        if let Ok(existing) = DB::list_cf(&Options::default(), path) {
+            if existing.iter().any(|cf| cf == "log") {
+                return Err(StorageError::Format(format!(
+                    "{} holds storage format 1; this jet reads format {FORMAT_VERSION} (start with an empty data directory)",
+                    path.display()
+                )));
+            }
+        }
         let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes);
         let cf_options = |write_buffer: usize| {
             let mut o = Options::default();
             // Record batches arrive compressed by clients, or are small; RocksDB compression
-            // would spend CPU for little. It is compiled out (see the workspace Cargo.toml).
+            // would spend CPU for little.
             o.set_compression_type(DBCompressionType::None);
             o.set_write_buffer_size(write_buffer);
             o.set_max_write_buffer_number(2);
@@ -139,6 +92,17 @@ impl Store {
             o.set_block_based_table_factory(&block);
             o
         };
+        let mut raft_log = cf_options(options.raft_log_write_buffer_bytes);
+        // Entries (record batches) go to blob files at flush and stay there: LSM compaction
+        // rewrites only the small references, so each batch reaches the disk twice in all (WAL
+        // and blob file). A blob file is deleted once no key refers to it, which is what the
+        // Raft log's range deletes lead to; blob garbage collection would rewrite live batches,
+        // so it is off.
+        raft_log.set_enable_blob_files(true);
+        raft_log.set_min_blob_size(options.min_blob_bytes);
+        raft_log.set_blob_file_size(64 << 20);
+        raft_log.set_enable_blob_gc(false);
+        raft_log.set_blob_compression_type(DBCompressionType::None);
         let mut db_options = Options::default();
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
@@ -148,22 +112,74 @@ impl Store {
         db_options.set_atomic_flush(true);
         db_options.set_compression_type(DBCompressionType::None);
         let cfs = vec![
-            // Raft entries live here only until applied (milliseconds), but every appended byte
-            // passes through this memtable.
-            ColumnFamilyDescriptor::new(CF_RAFT_LOG, cf_options(16 << 20)),
+            ColumnFamilyDescriptor::new(CF_RAFT_LOG, raft_log),
             ColumnFamilyDescriptor::new(CF_RAFT_STATE, cf_options(4 << 20)),
-            ColumnFamilyDescriptor::new(CF_LOG, cf_options(options.log_write_buffer_bytes)),
+            ColumnFamilyDescriptor::new(CF_INDEX, cf_options(8 << 20)),
             ColumnFamilyDescriptor::new(CF_META, cf_options(4 << 20)),
         ];
         let db = DB::open_cf_descriptors(&db_options, path, cfs)?;
-        Ok(Store { db: Arc::new(db) })
+        let store = Store { db: Arc::new(db) };
+        store.check_format()?;
+        Ok(store)
     }
 
-    fn cf(&self, name: &str) -> &ColumnFamily {
+    fn check_format(&self) -> Result<(), StorageError> {
+        let meta = self.cf(CF_META);
+        match self.db.get_cf(meta, keys::META_FORMAT)? {
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_slice())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StorageError::Corrupt("format marker".into()))?;
+                if found != FORMAT_VERSION {
+                    return Err(StorageError::Format(format!(
+                        "the data directory holds storage format {found}; this jet reads format {FORMAT_VERSION}"
+                    )));
+                }
+            }
+            None => {
+                let mut wo = WriteOptions::default();
+                wo.set_sync(true);
+                self.db
+                    .put_cf_opt(meta, keys::META_FORMAT, FORMAT_VERSION.to_be_bytes(), &wo)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds the data directory to `node_id` on first use, and refuses another id after.
+    pub fn claim_node_id(&self, node_id: u64) -> Result<(), StorageError> {
+        let meta = self.cf(CF_META);
+        match self.db.get_cf(meta, keys::META_NODE_ID)? {
+            Some(v) => {
+                let found = <[u8; 8]>::try_from(v.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StorageError::Corrupt("node id marker".into()))?;
+                if found != node_id {
+                    return Err(StorageError::NodeIdMismatch {
+                        stored: found,
+                        given: node_id,
+                    });
+                }
+            }
+            None => {
+                let mut wo = WriteOptions::default();
+                wo.set_sync(true);
+                self.db
+                    .put_cf_opt(meta, keys::META_NODE_ID, node_id.to_be_bytes(), &wo)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
         // Every family is created at open, so a missing one is a programming error.
         self.db
             .cf_handle(name)
             .unwrap_or_else(|| panic!("column family {name} missing"))
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
     }
 
     /// An empty write batch.
@@ -199,20 +215,39 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a consistent copy of the store to `path`, which must not exist (a RocksDB
+    /// checkpoint: memtables flushed, then files hard-linked or copied).
+    pub fn checkpoint(&self, path: &Path) -> Result<(), StorageError> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(path)?;
+        Ok(())
+    }
+
+    /// Flushes the memtables of every column family (atomically, as one flush).
+    pub fn flush_all(&self) -> Result<(), StorageError> {
+        let cfs: Vec<&ColumnFamily> = CFS.iter().map(|n| self.cf(n)).collect();
+        let mut fo = FlushOptions::default();
+        fo.set_wait(true);
+        self.db.flush_cfs_opt(&cfs, &fo)?;
+        Ok(())
+    }
+
     /// Stops compactions and flushes and waits for running ones, before the process exits.
     pub fn stop_background_work(&self) {
         // Unlogged apply results would otherwise be rebuilt from the Raft log at the next start;
         // flushing them now makes that start quick. A failure here loses nothing.
-        if let Err(e) = self.db.flush() {
+        if let Err(e) = self.flush_all() {
             tracing::warn!(error = %e, "flushing memtables at shutdown failed");
         }
         self.db.cancel_all_background_work(true);
     }
 
-    /// Loads a shard's raft log and state; `None` when the shard was never created here.
-    pub fn load_shard(&self, shard: u64) -> Result<Option<(ShardLog, u64)>, StorageError> {
+    /// Loads a shard's raft state and the entries it has not applied yet; `None` when the
+    /// shard was never created here. Applied entries stay on disk (the partition logs point
+    /// into them) and are read from there when needed, so start-up time does not grow with the
+    /// data a node holds.
+    pub fn load_shard(&self, shard: u64) -> Result<Option<ShardLog>, StorageError> {
         let cf = self.cf(CF_RAFT_STATE);
-        let get = |f| self.db.get_cf(&cf, keys::raft_state(shard, f));
+        let get = |f| self.db.get_cf(cf, keys::raft_state(shard, f));
         let Some(cs) = get(RaftStateField::ConfState)? else {
             return Ok(None);
         };
@@ -222,33 +257,140 @@ impl Store {
             None => HardState::default(),
         };
         let truncated = match get(RaftStateField::Truncated)? {
-            Some(b) if b.len() == 16 => (
-                u64::from_be_bytes(b[..8].try_into().expect("8")),
-                u64::from_be_bytes(b[8..].try_into().expect("8")),
-            ),
+            Some(b) if b.len() == 16 => (be_u64(&b[..8]), be_u64(&b[8..])),
             Some(_) => return Err(StorageError::Corrupt("truncated state".into())),
             None => (0, 0),
         };
-        let applied = match get(RaftStateField::Applied)? {
-            Some(b) if b.len() == 8 => u64::from_be_bytes(b[..].try_into().expect("8")),
-            Some(_) => return Err(StorageError::Corrupt("applied index".into())),
-            None => 0,
+        let applied = self.get_u64(shard, RaftStateField::Applied)?.unwrap_or(0);
+        let from = applied.max(truncated.0) + 1;
+        let entries = self.raft_entries(shard, from, u64::MAX, u64::MAX)?;
+        let last = match entries.last() {
+            Some(e) => e.index,
+            None => self
+                .raft_last_index(shard)?
+                .unwrap_or(truncated.0)
+                .max(truncated.0),
         };
-        let log_cf = self.cf(CF_RAFT_LOG);
-        let start = keys::raft_entry(shard, truncated.0 + 1);
-        let end = keys::raft_entry(shard + 1, 0);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(end.to_vec());
-        let mut entries = Vec::new();
-        for item in
-            self.db
-                .iterator_cf_opt(&log_cf, ro, IteratorMode::From(&start, Direction::Forward))
+        Ok(Some(ShardLog::restore(
+            self.clone(),
+            shard,
+            crate::shard_log::Restored {
+                hard_state,
+                conf_state,
+                truncated,
+                applied,
+                last,
+                entries,
+            },
+        )))
+    }
+
+    fn get_u64(&self, shard: u64, field: RaftStateField) -> Result<Option<u64>, StorageError> {
+        match self
+            .db
+            .get_cf(self.cf(CF_RAFT_STATE), keys::raft_state(shard, field))?
         {
-            let (_, v) = item?;
-            entries.push(Entry::parse_from_bytes(&v)?);
+            Some(b) if b.len() == 8 => Ok(Some(be_u64(&b))),
+            Some(_) => Err(StorageError::Corrupt(format!("{field:?} of shard {shard}"))),
+            None => Ok(None),
         }
-        let log = ShardLog::restore(hard_state, conf_state, truncated, entries);
-        Ok(Some((log, applied)))
+    }
+
+    /// Entries of `shard` with indexes in `[low, high)`, stopping once `max_bytes` of data are
+    /// taken (at least one entry is always returned when there is one).
+    pub fn raft_entries(
+        &self,
+        shard: u64,
+        low: u64,
+        high: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let cf = self.cf(CF_RAFT_LOG);
+        let mut ro = ReadOptions::default();
+        let upper = if high == u64::MAX {
+            keys::raft_entry(shard + 1, 0)
+        } else {
+            keys::raft_entry(shard, high)
+        };
+        ro.set_iterate_upper_bound(upper.to_vec());
+        let start = keys::raft_entry(shard, low);
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        let mut expect = low;
+        for item in self
+            .db
+            .iterator_cf_opt(cf, ro, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item?;
+            let (_, index, term, kind) = keys::parse_raft_entry(&k)
+                .ok_or_else(|| StorageError::Corrupt("raft log key".into()))?;
+            if index != expect {
+                return Err(StorageError::Corrupt(format!(
+                    "raft log of shard {shard} has a gap at {expect} (found {index})"
+                )));
+            }
+            size += v.len() as u64;
+            if !out.is_empty() && size > max_bytes {
+                break;
+            }
+            let entry_type = <EntryType as protobuf::ProtobufEnum>::from_i32(i32::from(kind))
+                .ok_or_else(|| StorageError::Corrupt(format!("raft entry type {kind}")))?;
+            let mut e = Entry {
+                index,
+                term,
+                data: v.into_vec().into(),
+                ..Default::default()
+            };
+            e.set_entry_type(entry_type);
+            out.push(e);
+            expect += 1;
+        }
+        Ok(out)
+    }
+
+    /// The term of entry `index` of `shard`, if it is stored.
+    pub fn raft_term(&self, shard: u64, index: u64) -> Result<Option<u64>, StorageError> {
+        let cf = self.cf(CF_RAFT_LOG);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(keys::raft_entry(shard, index + 1).to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(cf, ro);
+        it.seek(keys::raft_entry(shard, index));
+        match it.key().and_then(keys::parse_raft_entry) {
+            Some((_, i, term, _)) if i == index => Ok(Some(term)),
+            _ => {
+                it.status()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The index of the last stored entry of `shard`.
+    pub fn raft_last_index(&self, shard: u64) -> Result<Option<u64>, StorageError> {
+        let cf = self.cf(CF_RAFT_LOG);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(keys::raft_entry(shard, 0).to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(cf, ro);
+        it.seek_for_prev(keys::raft_entry(shard + 1, 0));
+        match it.key().and_then(keys::parse_raft_entry) {
+            Some((s, i, _, _)) if s == shard => Ok(Some(i)),
+            _ => {
+                it.status()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Every key and value of the column families that apply writes (index, meta) and the
+    /// applied indexes, in order, for tests that compare replicas.
+    pub fn dump_applied_state(&self) -> Result<Vec<(&'static str, KeyValue)>, StorageError> {
+        let mut out = Vec::new();
+        for name in [CF_INDEX, CF_META, CF_RAFT_STATE] {
+            for item in self.db.iterator_cf(self.cf(name), IteratorMode::Start) {
+                let (k, v) = item?;
+                out.push((name, (k.to_vec(), v.to_vec())));
+            }
+        }
+        Ok(out)
     }
 
     /// The stored cluster metadata document, if any.
@@ -304,194 +446,56 @@ impl Store {
         }
         Ok(out)
     }
-
-    fn log_iter(
-        &self,
-        tp: &TopicPartition,
-        from_offset: i64,
-        end_offset: i64,
-    ) -> impl Iterator<Item = RawItem> + '_ {
-        let cf = self.cf(CF_LOG);
-        // The batch holding `from_offset` may start before it: find the last batch whose base
-        // offset is at or below it, then scan forward.
-        let mut start = keys::log_entry(tp, from_offset).to_vec();
-        {
-            let mut ro = ReadOptions::default();
-            ro.set_iterate_lower_bound(keys::log_entry(tp, 0).to_vec());
-            let mut it = self.db.raw_iterator_cf_opt(&cf, ro);
-            it.seek_for_prev(&start);
-            if it.valid() {
-                if let Some(k) = it.key() {
-                    start = k.to_vec();
-                }
-            }
-        }
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(keys::log_entry(tp, end_offset).to_vec());
-        self.db
-            .iterator_cf_opt(&cf, ro, IteratorMode::From(&start, Direction::Forward))
-    }
-
-    /// Reads stored batches of `tp` from the one holding `from_offset`, stopping before any
-    /// batch that starts at or after `end_offset` (the high watermark). Takes batches while their
-    /// total stays within `max_bytes`; with `min_one`, the first batch is taken even if it alone
-    /// exceeds `max_bytes` (so a consumer can always make progress, as Kafka does).
-    pub fn read_batches(
-        &self,
-        tp: &TopicPartition,
-        from_offset: i64,
-        end_offset: i64,
-        max_bytes: usize,
-        min_one: bool,
-    ) -> Result<Vec<Bytes>, StorageError> {
-        let mut out = Vec::new();
-        let mut total = 0usize;
-        for item in self.log_iter(tp, from_offset, end_offset) {
-            let (_, v) = item?;
-            if let Some(last) = batch_info(0, &v).map(|i| i.last_offset) {
-                // The batch found by seek_for_prev may end before `from_offset`.
-                if last < from_offset {
-                    continue;
-                }
-            }
-            if total + v.len() > max_bytes && !(min_one && out.is_empty()) {
-                break;
-            }
-            total += v.len();
-            out.push(Bytes::from(v.into_vec()));
-            if total >= max_bytes {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Header facts of every batch of `tp` from `from_offset` up to `end_offset`.
-    pub fn batch_infos(
-        &self,
-        tp: &TopicPartition,
-        from_offset: i64,
-        end_offset: i64,
-    ) -> Result<Vec<BatchInfo>, StorageError> {
-        let mut out = Vec::new();
-        for item in self.log_iter(tp, from_offset, end_offset) {
-            let (k, v) = item?;
-            let base = keys::log_entry_offset(&k)
-                .ok_or_else(|| StorageError::Corrupt("log key".into()))?;
-            if let Some(info) = batch_info(base, &v) {
-                out.push(info);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The first batch of `tp` (below `end_offset`) whose max timestamp is at or after
-    /// `timestamp`, for ListOffsets by time.
-    pub fn find_batch_by_timestamp(
-        &self,
-        tp: &TopicPartition,
-        from_offset: i64,
-        end_offset: i64,
-        timestamp: i64,
-    ) -> Result<Option<Bytes>, StorageError> {
-        for item in self.log_iter(tp, from_offset, end_offset) {
-            let (_, v) = item?;
-            if let Some(info) = batch_info(0, &v) {
-                if info.max_timestamp >= timestamp {
-                    return Ok(Some(Bytes::from(v.into_vec())));
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// Total stored bytes of `tp`'s batches whose base offset is below `below_offset` and at or
-    /// above `from_offset` (what a log-start move will delete).
-    pub fn bytes_below(
-        &self,
-        tp: &TopicPartition,
-        from_offset: i64,
-        below_offset: i64,
-    ) -> Result<u64, StorageError> {
-        let cf = self.cf(CF_LOG);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(keys::log_entry(tp, below_offset).to_vec());
-        let start = keys::log_entry(tp, from_offset.min(below_offset));
-        let mut total = 0;
-        for item in self
-            .db
-            .iterator_cf_opt(cf, ro, IteratorMode::From(&start, Direction::Forward))
-        {
-            let (_, v) = item?;
-            total += v.len() as u64;
-        }
-        Ok(total)
-    }
-
-    /// Base offset of the batch holding `offset` (or the first batch after it), if any.
-    pub fn batch_base_at_or_after(
-        &self,
-        tp: &TopicPartition,
-        offset: i64,
-        end_offset: i64,
-    ) -> Result<Option<i64>, StorageError> {
-        for item in self.log_iter(tp, offset, end_offset) {
-            let (k, v) = item?;
-            let base = keys::log_entry_offset(&k)
-                .ok_or_else(|| StorageError::Corrupt("log key".into()))?;
-            let last = batch_info(base, &v).map_or(base, |i| i.last_offset);
-            if last >= offset {
-                return Ok(Some(base));
-            }
-        }
-        Ok(None)
-    }
 }
 
-/// Reads the few header fields the store needs from a stored batch (magic 2 layout: base offset
-/// at 0, batch length at 8, last offset delta at 23, max timestamp at 35).
-fn batch_info(key_base: i64, v: &[u8]) -> Option<BatchInfo> {
-    if v.len() < 61 {
-        return None;
-    }
-    let base = i64::from_be_bytes(v[0..8].try_into().ok()?);
-    let base = if key_base != 0 { key_base } else { base };
-    let delta = i32::from_be_bytes(v[23..27].try_into().ok()?);
-    let max_ts = i64::from_be_bytes(v[35..43].try_into().ok()?);
-    Some(BatchInfo {
-        base_offset: base,
-        last_offset: base + delta as i64,
-        size_bytes: v.len() as u64,
-        max_timestamp: max_ts,
-    })
+fn be_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
 }
 
 impl Batch {
-    /// Adds a raft entry of `shard`.
+    /// Adds a raft entry of `shard`: its data is the value, verbatim (see
+    /// [`keys::raft_entry_full`]). Jet never proposes entry contexts, so one is refused rather
+    /// than dropped.
     pub fn put_raft_entry(&mut self, shard: u64, e: &Entry) -> Result<(), StorageError> {
-        let v = e.write_to_bytes()?;
+        if !e.context.is_empty() {
+            return Err(StorageError::Corrupt(format!(
+                "raft entry {} of shard {shard} has a context",
+                e.index
+            )));
+        }
+        let kind = e.get_entry_type() as i32 as u8;
         self.wb.put_cf(
-            &self.store.cf(CF_RAFT_LOG),
-            keys::raft_entry(shard, e.index),
-            v,
+            self.store.cf(CF_RAFT_LOG),
+            keys::raft_entry_full(shard, e.index, e.term, kind),
+            &e.data,
         );
         Ok(())
     }
 
-    /// Removes raft entries of `shard` from `from` up to and including `to` (applied ones), and
-    /// records the last removed index and term.
-    pub fn truncate_raft_log(&mut self, shard: u64, from: u64, to: u64, to_term: u64) {
-        let cf = self.store.cf(CF_RAFT_LOG);
+    /// Removes entries of `shard` from `from` on: a new leader replaced them.
+    pub fn delete_raft_entries_from(&mut self, shard: u64, from: u64) {
         self.wb.delete_range_cf(
-            &cf,
+            self.store.cf(CF_RAFT_LOG),
             keys::raft_entry(shard, from),
+            keys::raft_entry(shard + 1, 0),
+        );
+    }
+
+    /// Removes raft entries of `shard` up to and including `to` (applied, on every replica, and
+    /// no longer referenced by any partition), and records the last removed index and term.
+    pub fn truncate_raft_log(&mut self, shard: u64, to: u64, to_term: u64) {
+        self.wb.delete_range_cf(
+            self.store.cf(CF_RAFT_LOG),
+            keys::raft_entry(shard, 0),
             keys::raft_entry(shard, to + 1),
         );
         let mut v = [0u8; 16];
         v[..8].copy_from_slice(&to.to_be_bytes());
         v[8..].copy_from_slice(&to_term.to_be_bytes());
         self.wb.put_cf(
-            &self.store.cf(CF_RAFT_STATE),
+            self.store.cf(CF_RAFT_STATE),
             keys::raft_state(shard, RaftStateField::Truncated),
             v,
         );
@@ -501,7 +505,7 @@ impl Batch {
     pub fn put_hard_state(&mut self, shard: u64, hs: &HardState) -> Result<(), StorageError> {
         let v = hs.write_to_bytes()?;
         self.wb.put_cf(
-            &self.store.cf(CF_RAFT_STATE),
+            self.store.cf(CF_RAFT_STATE),
             keys::raft_state(shard, RaftStateField::HardState),
             v,
         );
@@ -512,7 +516,7 @@ impl Batch {
     pub fn put_conf_state(&mut self, shard: u64, cs: &ConfState) -> Result<(), StorageError> {
         let v = cs.write_to_bytes()?;
         self.wb.put_cf(
-            &self.store.cf(CF_RAFT_STATE),
+            self.store.cf(CF_RAFT_STATE),
             keys::raft_state(shard, RaftStateField::ConfState),
             v,
         );
@@ -523,33 +527,33 @@ impl Batch {
     /// two are always consistent after a crash.
     pub fn put_applied(&mut self, shard: u64, applied: u64) {
         self.wb.put_cf(
-            &self.store.cf(CF_RAFT_STATE),
+            self.store.cf(CF_RAFT_STATE),
             keys::raft_state(shard, RaftStateField::Applied),
             applied.to_be_bytes(),
         );
     }
 
-    /// Stores one record batch of `tp` at `base_offset`.
-    pub fn put_record_batch(&mut self, tp: &TopicPartition, base_offset: i64, batch: &[u8]) {
+    /// Indexes one batch of `tp`.
+    pub fn put_index(&mut self, tp: &TopicPartition, e: &IndexEntry) {
         self.wb.put_cf(
-            &self.store.cf(CF_LOG),
-            keys::log_entry(tp, base_offset),
-            batch,
+            self.store.cf(CF_INDEX),
+            keys::index_entry(tp, e.base_offset),
+            e.encode(),
         );
     }
 
-    /// Deletes the batches of `tp` whose base offset is below `below_offset`.
-    pub fn delete_batches_below(&mut self, tp: &TopicPartition, below_offset: i64) {
+    /// Drops the index entries of `tp` with base offsets in `[from, to)`.
+    pub fn delete_index_range(&mut self, tp: &TopicPartition, from: i64, to: i64) {
         self.wb.delete_range_cf(
-            &self.store.cf(CF_LOG),
-            keys::log_entry(tp, 0),
-            keys::log_entry(tp, below_offset),
+            self.store.cf(CF_INDEX),
+            keys::index_entry(tp, from),
+            keys::index_entry(tp, to),
         );
     }
 
-    /// Deletes every batch of `tp`, its partition state and its producer states.
+    /// Deletes every index entry of `tp`, its partition state and its producer states.
     pub fn delete_partition(&mut self, tp: &TopicPartition) {
-        self.delete_batches_below(tp, i64::MAX);
+        self.delete_index_range(tp, 0, i64::MAX);
         let meta = self.store.cf(CF_META);
         self.wb.delete_cf(meta, keys::partition_state(tp));
         self.wb.delete_range_cf(
@@ -562,7 +566,7 @@ impl Batch {
     /// Sets the persistent state of `tp`.
     pub fn put_partition_state(&mut self, tp: &TopicPartition, state: &PartitionState) {
         self.wb.put_cf(
-            &self.store.cf(CF_META),
+            self.store.cf(CF_META),
             keys::partition_state(tp),
             state.encode(),
         );
@@ -571,17 +575,17 @@ impl Batch {
     /// Sets the cluster metadata document.
     pub fn put_cluster_metadata(&mut self, doc: &[u8]) {
         self.wb
-            .put_cf(&self.store.cf(CF_META), keys::META_CLUSTER, doc);
+            .put_cf(self.store.cf(CF_META), keys::META_CLUSTER, doc);
     }
 
     /// Sets a `meta` record (group coordinator state).
     pub fn put_meta(&mut self, key: &[u8], value: &[u8]) {
-        self.wb.put_cf(&self.store.cf(CF_META), key, value);
+        self.wb.put_cf(self.store.cf(CF_META), key, value);
     }
 
     /// Deletes a `meta` record.
     pub fn delete_meta(&mut self, key: &[u8]) {
-        self.wb.delete_cf(&self.store.cf(CF_META), key);
+        self.wb.delete_cf(self.store.cf(CF_META), key);
     }
 
     /// True when nothing was added.
@@ -595,80 +599,139 @@ mod tests {
     use super::*;
     use uuid::Uuid;
 
-    fn fake_batch(base: i64, records: i32, max_ts: i64, len: usize) -> Vec<u8> {
+    fn fake_batch(records: i32, max_ts: i64, len: usize) -> Vec<u8> {
         let mut b = vec![0u8; len.max(61)];
-        b[0..8].copy_from_slice(&base.to_be_bytes());
         b[23..27].copy_from_slice(&(records - 1).to_be_bytes());
         b[35..43].copy_from_slice(&max_ts.to_be_bytes());
         b
     }
 
-    #[test]
-    fn reads_from_the_batch_holding_the_offset() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    /// Three batches of 10 records in one raft entry of shard 1, indexed as apply would.
+    fn store_with_three_batches(dir: &Path) -> (Store, TopicPartition) {
+        let store = Store::open(dir, &StoreOptions::default()).unwrap();
         let tp = TopicPartition::new(Uuid::new_v4(), 0);
+        let mut data = vec![0xAAu8; 5];
         let mut b = store.batch();
-        b.put_record_batch(&tp, 0, &fake_batch(0, 10, 100, 100));
-        b.put_record_batch(&tp, 10, &fake_batch(10, 10, 200, 100));
-        b.put_record_batch(&tp, 20, &fake_batch(20, 10, 300, 100));
+        let mut cum_bytes = 0;
+        for (i, ts) in [100i64, 300, 200].iter().enumerate() {
+            let pos = data.len() as u32;
+            data.extend_from_slice(&fake_batch(10, *ts, 100));
+            b.put_index(
+                &tp,
+                &IndexEntry {
+                    base_offset: i as i64 * 10,
+                    shard: 1,
+                    raft_index: 7,
+                    raft_term: 2,
+                    position: pos,
+                    length: 100,
+                    leader_epoch: 2,
+                    last_offset: i as i64 * 10 + 9,
+                    max_timestamp: *ts,
+                    cum_max_timestamp: [100, 300, 300][i],
+                    cum_bytes,
+                },
+            );
+            cum_bytes += 100;
+        }
+        let e = Entry {
+            index: 7,
+            term: 2,
+            data: data.into(),
+            ..Default::default()
+        };
+        b.put_raft_entry(1, &e).unwrap();
         store.write(b, true).unwrap();
+        (store, tp)
+    }
 
+    #[test]
+    fn reads_through_the_index_from_the_batch_holding_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, tp) = store_with_three_batches(dir.path());
         let got = store.read_batches(&tp, 15, 30, 1 << 20, true).unwrap();
-        assert_eq!(got.len(), 2);
-        assert_eq!(&got[0][0..8], &10i64.to_be_bytes());
-        // The high watermark bounds the read.
+        assert_eq!(got.count, 2);
+        assert_eq!(got.records.len(), 200);
+        // Base offset and leader epoch are patched on the way out.
+        assert_eq!(&got.records[0..8], &10i64.to_be_bytes());
+        assert_eq!(&got.records[12..16], &2i32.to_be_bytes());
+        assert_eq!(&got.records[100..108], &20i64.to_be_bytes());
+        // The high watermark bounds the read, and so does max_bytes (but one always comes).
         assert_eq!(
-            store.read_batches(&tp, 0, 20, 1 << 20, true).unwrap().len(),
+            store.read_batches(&tp, 0, 20, 1 << 20, true).unwrap().count,
             2
         );
-        // max_bytes bounds it too, but one batch always comes back with min_one.
-        assert_eq!(store.read_batches(&tp, 0, 30, 150, true).unwrap().len(), 1);
-        assert_eq!(store.read_batches(&tp, 0, 30, 50, true).unwrap().len(), 1);
-        assert_eq!(store.read_batches(&tp, 0, 30, 50, false).unwrap().len(), 0);
+        assert_eq!(store.read_batches(&tp, 0, 30, 150, true).unwrap().count, 1);
+        assert_eq!(store.read_batches(&tp, 0, 30, 50, true).unwrap().count, 1);
+        assert_eq!(store.read_batches(&tp, 0, 30, 50, false).unwrap().count, 0);
 
+        // Binary searches over the running maximum timestamp and the cumulative bytes.
         let by_ts = store
-            .find_batch_by_timestamp(&tp, 0, 30, 150)
+            .index_search(&tp, 0, 30, |e| e.cum_max_timestamp >= 150)
             .unwrap()
             .unwrap();
-        assert_eq!(&by_ts[0..8], &10i64.to_be_bytes());
-        assert_eq!(store.bytes_below(&tp, 0, 20).unwrap(), 200);
-        assert_eq!(store.batch_base_at_or_after(&tp, 12, 30).unwrap(), Some(10));
+        assert_eq!(by_ts.base_offset, 10);
+        assert!(store
+            .index_search(&tp, 0, 30, |e| e.cum_max_timestamp >= 301)
+            .unwrap()
+            .is_none());
+        let by_bytes = store
+            .index_search(&tp, 0, 30, |e| e.cum_bytes >= 150)
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_bytes.base_offset, 20);
+        assert_eq!(
+            store
+                .index_holding(&tp, 12, 30)
+                .unwrap()
+                .unwrap()
+                .base_offset,
+            10
+        );
 
         let mut b = store.batch();
-        b.delete_batches_below(&tp, 10);
+        b.delete_index_range(&tp, 0, 10);
         store.write(b, true).unwrap();
-        let infos = store.batch_infos(&tp, 0, 30).unwrap();
-        assert_eq!(infos.len(), 2);
-        assert_eq!(infos[0].base_offset, 10);
-        assert_eq!(infos[0].last_offset, 19);
+        assert_eq!(
+            store
+                .index_holding(&tp, 3, 30)
+                .unwrap()
+                .unwrap()
+                .base_offset,
+            10
+        );
+        let left: Vec<_> = store.index_range(&tp, 0, 30).map(|e| e.unwrap()).collect();
+        assert_eq!(left.len(), 2);
     }
 
     #[test]
-    fn partition_state_round_trips_through_restart() {
+    fn refuses_another_node_id_and_other_formats() {
         let dir = tempfile::tempdir().unwrap();
-        let tp = TopicPartition::new(Uuid::new_v4(), 2);
-        let st = PartitionState {
-            log_start_offset: 5,
-            next_offset: 42,
-            size_bytes: 1234,
-            max_timestamp: 99,
-            max_timestamp_batch: 40,
-        };
         {
             let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-            let mut b = store.batch();
-            b.put_partition_state(&tp, &st);
-            b.put_cluster_metadata(b"{}");
-            store.write(b, true).unwrap();
+            store.claim_node_id(3).unwrap();
+            store.claim_node_id(3).unwrap();
         }
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        assert_eq!(store.load_partition_states().unwrap(), vec![(tp, st)]);
-        assert_eq!(store.load_cluster_metadata().unwrap().unwrap(), b"{}");
+        let err = store.claim_node_id(4).unwrap_err();
+        assert!(err.to_string().contains("node 3"), "{err}");
+        drop(store);
+
+        let old = tempfile::tempdir().unwrap();
+        {
+            let mut o = Options::default();
+            o.create_if_missing(true);
+            o.create_missing_column_families(true);
+            DB::open_cf(&o, old.path(), ["log"]).unwrap();
+        }
+        let err = Store::open(old.path(), &StoreOptions::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("format 1"), "{err}");
     }
 
     #[test]
-    fn shard_log_round_trips_through_restart() {
+    fn shard_log_restores_only_unapplied_entries() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
@@ -687,15 +750,21 @@ mod tests {
                 };
                 b.put_raft_entry(3, &e).unwrap();
             }
-            b.truncate_raft_log(3, 1, 2, 2);
-            b.put_applied(3, 2);
+            b.truncate_raft_log(3, 1, 2);
+            b.put_applied(3, 3);
             store.write(b, true).unwrap();
         }
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        let (log, applied) = store.load_shard(3).unwrap().unwrap();
-        assert_eq!(applied, 2);
-        assert_eq!(log.truncated(), (2, 2));
-        assert_eq!(log.len(), 3);
+        let log = store.load_shard(3).unwrap().unwrap();
+        assert_eq!(log.applied(), 3);
+        assert_eq!(log.truncated(), (1, 2));
+        assert_eq!(log.in_memory(), 2, "entries 4 and 5");
+        assert_eq!(store.raft_term(3, 2).unwrap(), Some(2));
+        assert_eq!(store.raft_term(3, 1).unwrap(), None);
+        assert_eq!(store.raft_last_index(3).unwrap(), Some(5));
+        let got = store.raft_entries(3, 2, 4, u64::MAX).unwrap();
+        assert_eq!(got.iter().map(|e| e.index).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(&got[0].data[..], &[2]);
         assert!(store.load_shard(4).unwrap().is_none());
     }
 }

@@ -18,12 +18,12 @@
 //!   librdkafka (which never asks for sessions) ignores. Any other epoch refers to a session
 //!   that cannot exist here: FETCH_SESSION_ID_NOT_FOUND, as Kafka answers for an unknown id,
 //!   after which clients start over with epoch 0.
-//! - **Records stay bytes.** Stored batches are returned as read; only several batches of one
-//!   partition are joined into one buffer, because the response carries one records field.
+//! - **Records stay bytes.** The node reads a partition's batches into one buffer (the response
+//!   carries one records field), patching base offsets and leader epochs as it copies them.
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::select_all;
 use jet_replication::{Error, PartitionHandle, TopicPartition};
 use kafka_protocol::messages::fetch_response::{
@@ -252,14 +252,14 @@ async fn read_partition(
         .read(*tp, w.fetch_offset, budget, min_one)
         .await
         .map_err(PartitionError::Read)?;
-    let bytes: usize = read.batches.iter().map(Bytes::len).sum();
+    let bytes = read.records.len();
     let data = PartitionData::default()
         .with_partition_index(w.partition)
         .with_high_watermark(read.high_watermark)
         .with_last_stable_offset(read.high_watermark)
         .with_log_start_offset(read.log_start_offset)
         .with_preferred_read_replica(BrokerId(-1))
-        .with_records(Some(join(read.batches, bytes)));
+        .with_records(Some(read.records));
     Ok((data, bytes))
 }
 
@@ -274,19 +274,6 @@ pub(crate) fn check_leader_epoch(requested: i32, current: i32) -> Result<(), Res
     } else {
         Err(ResponseError::UnknownLeaderEpoch)
     }
-}
-
-/// One records buffer from the stored batches: the batch itself when there is one (no copy),
-/// one copy into a buffer of the exact size otherwise.
-fn join(batches: Vec<Bytes>, bytes: usize) -> Bytes {
-    if batches.len() == 1 {
-        return batches.into_iter().next().unwrap_or_default();
-    }
-    let mut buf = BytesMut::with_capacity(bytes);
-    for b in &batches {
-        buf.extend_from_slice(b);
-    }
-    buf.freeze()
 }
 
 fn error_partition(version: i16, partition: i32, error: PartitionError) -> PartitionData {
@@ -343,18 +330,5 @@ mod tests {
             check_leader_epoch(6, 5),
             Err(ResponseError::UnknownLeaderEpoch)
         );
-    }
-
-    #[test]
-    fn join_copies_only_when_it_must() {
-        let one = Bytes::from_static(b"abc");
-        let joined = join(vec![one.clone()], 3);
-        assert_eq!(joined.as_ptr(), one.as_ptr());
-        let two = join(
-            vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")],
-            4,
-        );
-        assert_eq!(&two[..], b"abcd");
-        assert!(join(Vec::new(), 0).is_empty());
     }
 }

@@ -128,8 +128,7 @@ async fn find(
             let read = ctx.node.read(tp, start, 1, true).await;
             let stamped = read
                 .ok()
-                .and_then(|r| r.batches.into_iter().next())
-                .and_then(|b| BatchHeader::parse(&b).ok())
+                .and_then(|r| BatchHeader::parse(&r.records).ok())
                 .map_or(epoch, |h| h.partition_leader_epoch);
             Ok(Some(Found {
                 leader_epoch: stamped,
@@ -143,10 +142,10 @@ async fn find(
                 return Ok(None);
             }
             match ctx.node.read(tp, batch_offset, 1, true).await {
-                Ok(read) => match read.batches.into_iter().next() {
-                    Some(batch) => search_off_runtime(batch, max_timestamp).await,
-                    None => Ok(None),
-                },
+                Ok(read) if read.batch_count > 0 => {
+                    search_off_runtime(read.records, max_timestamp).await
+                }
+                Ok(_) => Ok(None),
                 // Retention removed that batch since the watermark was published.
                 Err(jet_replication::Error::OffsetOutOfRange { .. }) => Ok(None),
                 Err(e) => Err(error_map::response_error(&e)),

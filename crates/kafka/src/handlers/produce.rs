@@ -10,7 +10,11 @@
 //!   (UNKNOWN_TOPIC_OR_PARTITION). Produce never creates topics, as in Kafka.
 //! - **Validation.** Every batch is checked (`jet_protocol::batch::validate_all`: magic, sizes,
 //!   CRC-32C) here; `Node::append_start` measures it against the topic's `max.message.bytes`.
-//!   Errors are per partition: the rest of the request is still appended.
+//!   Errors are per partition: the rest of the request is still appended. A partition's records
+//!   must be one batch (Kafka's LogValidator, magic 2): more is INVALID_RECORD, and none of them
+//!   is appended. A topic with `cleanup.policy` compact refuses records without a key:
+//!   INVALID_RECORD with KIP-467's per-record errors (v8+), and nothing of the batch is appended.
+//!   Only for such topics are records decoded (and decompressed) here.
 //! - **Records stay bytes.** The `records` of a partition is a slice of the request frame and goes
 //!   to `Node::append` as it is; nothing here decodes a record.
 //! - **acks.** 0 sends no response (after the append, so the connection's in-flight limit still
@@ -24,9 +28,12 @@
 
 use futures::future::join_all;
 use jet_protocol::batch;
+use jet_replication::topic_config;
 use jet_replication::AppendTicket;
 use jet_replication::{AppendOutcome, Error, TopicPartition};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
@@ -46,6 +53,8 @@ pub const ADVERTISED_MIN_VERSION: i16 = 0;
 enum Slot {
     /// Refused before appending.
     Failed(ResponseError, String),
+    /// Refused for some of its records (KIP-467): INVALID_RECORD with their batch indexes.
+    Rejected(Vec<(i32, String)>),
     /// Appending; its result is at this index of the append results.
     Appending(usize),
 }
@@ -114,9 +123,18 @@ pub async fn start(ctx: &Ctx, header: &RequestHeader, req: ProduceRequest) -> Pe
                     let tp = TopicPartition::new(t.id, partition.index);
                     let records = partition.records.unwrap_or_default();
                     let bytes = records.len();
-                    match check_batches(&records) {
+                    let compacted = topic_config::effective(&t.configs, "cleanup.policy")
+                        .is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"));
+                    match check_batches(&records).and_then(|()| {
+                        if compacted {
+                            check_keys(&records, &t.name, partition.index)
+                        } else {
+                            Ok(Vec::new())
+                        }
+                    }) {
                         Err((code, message)) => Slot::Failed(code, message),
-                        Ok(()) => match ctx.node.append_start(tp, records).await {
+                        Ok(rejected) if !rejected.is_empty() => Slot::Rejected(rejected),
+                        Ok(_) => match ctx.node.append_start(tp, records).await {
                             Ok(ticket) => {
                                 tickets.push(ticket);
                                 sizes.push((t.name.clone(), bytes));
@@ -181,6 +199,7 @@ fn response(
                 .into_iter()
                 .map(|(index, slot)| match slot {
                     Slot::Failed(code, message) => failed(version, index, code, message, -1),
+                    Slot::Rejected(records) => rejected(version, index, records),
                     Slot::Appending(i) => match &results[i] {
                         Ok(outcome) => appended(index, outcome),
                         Err(e) => {
@@ -217,9 +236,64 @@ fn response(
 /// Validates the batches of one partition (magic, sizes, CRC-32C). The size limit
 /// (`max.message.bytes`) is the node's to enforce: `Node::append_start` refuses oversize batches.
 fn check_batches(records: &[u8]) -> Result<(), (ResponseError, String)> {
-    batch::validate_all(records)
-        .map(|_| ())
-        .map_err(|e| (error_map::response_error(&e), e.to_string()))
+    let headers =
+        batch::validate_all(records).map_err(|e| (error_map::response_error(&e), e.to_string()))?;
+    if headers.len() > 1 {
+        // Kafka's LogValidator: from magic 2 on, a partition's records are one batch; more is
+        // INVALID_RECORD and nothing of the partition is appended.
+        return Err((
+            ResponseError::InvalidRecord,
+            format!(
+                "Compressed outer record has more than one batch ({} batches)",
+                headers.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A compacted topic refuses records without a key, as Kafka's LogValidator does: the records'
+/// positions and why (KIP-467's record errors); nothing of the batch is appended.
+fn check_keys(
+    records: &[u8],
+    topic: &str,
+    partition: i32,
+) -> Result<Vec<(i32, String)>, (ResponseError, String)> {
+    let keyless = jet_protocol::compact::records_without_key(records)
+        .map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
+    Ok(keyless
+        .into_iter()
+        .map(|i| {
+            (
+                i,
+                format!(
+                    "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+                ),
+            )
+        })
+        .collect())
+}
+
+fn rejected(version: i16, index: i32, records: Vec<(i32, String)>) -> PartitionProduceResponse {
+    let message = format!(
+        "One or more records have been rejected due to {} record errors in total",
+        records.len()
+    );
+    let response = failed(version, index, ResponseError::InvalidRecord, message, -1);
+    if version < 8 {
+        // Record errors arrived with v8 (KIP-467); earlier versions get the code and message.
+        return response;
+    }
+    response.with_record_errors(
+        records
+            .into_iter()
+            .map(|(i, m)| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(i)
+                    .with_batch_index_error_message(Some(StrBytes::from_string(m)))
+            })
+            .collect(),
+    )
 }
 
 fn appended(index: i32, outcome: &AppendOutcome) -> PartitionProduceResponse {

@@ -43,7 +43,7 @@ pub async fn start_with(
     node_config.data_shards = 2;
     node_config.fsync = false;
     node_config.tick = Duration::from_millis(20);
-    node_config.store.log_write_buffer_bytes = 4 << 20;
+    node_config.store.raft_log_write_buffer_bytes = 4 << 20;
     node_config.store.block_cache_bytes = 4 << 20;
     adjust_node(&mut node_config);
     let node = Node::start(node_config).await.expect("node starts");
