@@ -167,6 +167,26 @@ pub fn record_request(header: &RequestHeader, error_code: i16, received: Instant
         .record(received.elapsed().as_secs_f64());
 }
 
+/// One open connection in the [`CONNECTIONS`] gauge, from creation until dropped — also when
+/// its task is aborted at the end of the shutdown grace period, so the gauge cannot drift.
+pub struct OpenConnection(());
+
+impl OpenConnection {
+    /// Counts a newly accepted connection.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> OpenConnection {
+        metrics::counter!(CONNECTIONS_TOTAL).increment(1);
+        metrics::gauge!(CONNECTIONS).increment(1.0);
+        OpenConnection(())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!(CONNECTIONS).decrement(1.0);
+    }
+}
+
 /// Counts `bytes` of record batches appended to `topic`.
 pub fn record_produced(topic: &str, bytes: usize) {
     metrics::counter!(PRODUCED_BYTES_TOTAL, "topic" => topic.to_string()).increment(bytes as u64);

@@ -154,11 +154,10 @@ impl Server {
                 groups: groups.clone(),
             };
             let stop = stop_rx.clone();
-            metrics::counter!(crate::metrics::CONNECTIONS_TOTAL).increment(1);
-            metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
+            let open = crate::metrics::OpenConnection::new();
             tasks.spawn(async move {
                 connection::serve(socket, ctx, stop).await;
-                metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0);
+                drop(open);
                 drop(permit);
             });
         }
