@@ -6,7 +6,7 @@ the record format, so `jet_kafka_produced_bytes_total{topic}` must equal their s
 simple read of all of them returns those same batches, so the fetched bytes equal it too. A Kafka
 consumer commits offset 4 of 10 and leaves, so the group's lag on the partition is 6 with no
 members. Requests are counted per API, version and error code (an unknown topic is a Metadata
-request with error 3), connections while a client is connected, and the process's memory and CPU
+request with error 3), HTTP requests per route pattern and status, connections while a client is connected, and the process's memory and CPU
 time are positive."""
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ def test_metrics_after_a_known_workload(jet, topic):
     assert value(samples, "jet_consumer_group_committed_offset", group=group, topic=topic, partition="0") == 4
     assert value(samples, "jet_consumer_group_lag", group=group, topic=topic, partition="0") == n_records - 4
     assert value(samples, "jet_consumer_group_members", group=group) == 0
+    assert value(samples, "jet_http_requests_total", route="/topics/{topic}/partitions/{partition}",
+                 method="POST", status="200") == 3
+    assert value(samples, "jet_http_requests_total", route="/topics/{topic}", method="GET", status="404") == 1
+    assert total(samples, "jet_http_request_duration_seconds_count", route="/topics/{topic}/partitions/{partition}") == 3
     assert value(samples, "jet_process_resident_memory_bytes") > 1 << 20
     assert value(samples, "jet_process_cpu_seconds_total") > 0
     assert "# TYPE jet_kafka_request_duration_seconds histogram" in text

@@ -158,6 +158,7 @@ pub fn router(app: AppState) -> Router {
         .merge(console::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::map_response(error::json_errors))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(app)
 }

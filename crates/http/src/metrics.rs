@@ -84,6 +84,35 @@ pub fn sum_series(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// HTTP requests answered, by `route` (the route's pattern, so values stay few), `method` and
+/// `status`.
+pub const HTTP_REQUESTS_TOTAL: &str = "jet_http_requests_total";
+/// Time to answer an HTTP request, by `route`.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "jet_http_request_duration_seconds";
+
+/// Middleware counting every HTTP request. An unknown path counts under `route="unmatched"`, so
+/// a scan of random URLs cannot create new series.
+pub async fn track(
+    matched: Option<axum::extract::MatchedPath>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = req.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    metrics::counter!(
+        HTTP_REQUESTS_TOTAL,
+        "route" => route.clone(),
+        "method" => method,
+        "status" => resp.status().as_u16().to_string(),
+    )
+    .increment(1);
+    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
 /// `GET /metrics`.
 pub async fn render(State(app): State<AppState>) -> Result<Response, HttpError> {
     let mut text = match &app.metrics {
