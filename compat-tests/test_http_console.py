@@ -5,7 +5,9 @@ fetches finish before the DOM is printed; the script marks a rendered view with
 `data-loaded="<view>"`, and the test then checks what the page shows: the node and its shards
 on the overview, the topic and its record count on the topics page, partitions with offsets,
 configs and decoded messages on the topic page, and the group with its lag on the groups page.
-A screenshot of the topic page is taken too, and must be a real PNG.
+A screenshot of the topic page is taken too, and must be a real PNG. A second test drives the
+forms through the DevTools protocol (`cdp.py`): it creates a topic, publishes a message and
+browses to it, and the broker is then asked over REST whether both happened.
 
 Without chromium the test fails under CI=true and skips loudly elsewhere (conftest.need)."""
 
