@@ -32,6 +32,19 @@ pub fn sample(pid: u32) -> anyhow::Result<ProcSample> {
     })
 }
 
+/// Bytes the process has caused to be written to storage (`write_bytes` of `/proc/<pid>/io`,
+/// its own writes and its threads', RocksDB's flushes and compactions included).
+pub fn io_write_bytes(pid: u32) -> anyhow::Result<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .with_context(|| format!("read /proc/{pid}/io"))?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .context("no write_bytes in /proc/<pid>/io")?
+        .trim()
+        .parse()
+        .context("write_bytes is not a number")
+}
+
 /// CPU seconds of one thread of this process.
 pub fn thread_cpu_secs(tid: i32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
@@ -96,6 +109,18 @@ mod tests {
         assert_eq!(status_kib(status, "VmHWM").unwrap(), 20480);
         assert_eq!(status_kib(status, "VmRSS").unwrap(), 1024);
         assert!(status_kib(status, "VmPeak").is_err());
+    }
+
+    #[test]
+    fn reads_this_process_io() {
+        let pid = std::process::id();
+        let before = io_write_bytes(pid).unwrap();
+        let path = std::env::temp_dir().join(format!("jet-bench-io-{pid}"));
+        std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+        std::fs::File::open(&path).unwrap().sync_all().unwrap();
+        let after = io_write_bytes(pid).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(after >= before, "write_bytes never decreases");
     }
 
     #[test]

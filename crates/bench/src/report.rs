@@ -104,9 +104,16 @@ pub fn checks(results: &[ScenarioResult], rss_peak_bytes: Option<u64>) -> Vec<Ch
         ),
         at_least(
             "(3) produce 1 KiB acks=all, MB/s",
-            "≥ 0.8× ceiling",
+            "≥ 0.5× ceiling",
             ratio(3),
-            0.8,
+            0.5,
+            "×",
+        ),
+        at_most(
+            "(3) disk bytes written per produced byte",
+            "≤ 2.2",
+            target(3).and_then(|f| f.disk_bytes_per_payload_byte),
+            2.2,
             "×",
         ),
         at_least(
@@ -134,6 +141,13 @@ pub fn checks(results: &[ScenarioResult], rss_peak_bytes: Option<u64>) -> Vec<Ch
             "(6) 1,000 partitions, msg/s",
             "≥ 0.5× of (1)",
             many_vs_one,
+            0.5,
+            "×",
+        ),
+        at_least(
+            "(7) 50 producers, msg/s",
+            "≥ 0.5× ceiling",
+            ratio(7),
             0.5,
             "×",
         ),
@@ -241,8 +255,8 @@ pub fn markdown(r: &SuiteResult) -> String {
         );
     }
     md.push_str(
-        "| # | scenario | Jet | ceiling (null broker) | Jet ÷ ceiling | broker CPU s | broker CPU µs/msg | broker peak RSS |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|\n",
+        "| # | scenario | Jet | ceiling (null broker) | Jet ÷ ceiling | broker CPU s | broker CPU µs/msg | broker disk bytes / payload byte | broker peak RSS |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for s in &r.scenarios {
         let t = s.target.as_ref();
@@ -268,9 +282,12 @@ pub fn markdown(r: &SuiteResult) -> String {
         let rss = t
             .and_then(|f| f.broker_rss_peak_bytes)
             .map_or("—".into(), mib);
+        let disk = t
+            .and_then(|f| f.disk_bytes_per_payload_byte)
+            .map_or("—".into(), |d| format!("{d:.2}"));
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.id,
             s.what,
             cell(t),
@@ -278,6 +295,7 @@ pub fn markdown(r: &SuiteResult) -> String {
             ratio,
             cpu,
             per_msg,
+            disk,
             rss
         );
     }

@@ -197,6 +197,13 @@ pub struct Figures {
     /// Broker CPU microseconds per message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker_cpu_us_per_msg: Option<f64>,
+    /// Bytes the broker wrote to disk for a produce scenario (`/proc/<pid>/io` write_bytes,
+    /// from its start until the broker's background writes settle after it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_disk_write_bytes: Option<u64>,
+    /// Those bytes per produced payload byte (write amplification).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_bytes_per_payload_byte: Option<f64>,
     /// Broker peak RSS (VmHWM) after the scenario, bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker_rss_peak_bytes: Option<u64>,
@@ -390,6 +397,14 @@ fn ratio(s: &Scenario, t: Option<&Figures>, c: Option<&Figures>) -> (Option<f64>
 /// is recorded in the figures (and printed) so the other scenarios still run.
 fn run_one(s: &Scenario, side: &mut Side<'_>, keep: bool, timeout: Duration) -> Figures {
     let cpu_before = side.cpu_secs();
+    let payload = match s.kind {
+        Kind::Produce { size, .. } => Some(size as u64),
+        _ => None,
+    };
+    let io_before = side
+        .pid
+        .filter(|_| payload.is_some())
+        .and_then(|pid| procstat::io_write_bytes(pid).ok());
     let mut f = match run_kind(s, side, keep, timeout) {
         Ok(f) => f,
         Err(e) => Figures {
@@ -406,6 +421,13 @@ fn run_one(s: &Scenario, side: &mut Side<'_>, keep: bool, timeout: Duration) -> 
             f.broker_cpu_us_per_msg = Some(cpu * 1e6 / f.messages as f64);
         }
     }
+    if let (Some(pid), Some(before), Some(size)) = (side.pid, io_before, payload) {
+        let written = settled_write_bytes(pid).saturating_sub(before);
+        f.broker_disk_write_bytes = Some(written);
+        if f.ok && f.messages > 0 {
+            f.disk_bytes_per_payload_byte = Some(written as f64 / (f.messages * size) as f64);
+        }
+    }
     if let Some(pid) = side.pid {
         f.broker_rss_peak_bytes = procstat::sample(pid).ok().map(|s| s.rss_peak_bytes);
     }
@@ -417,6 +439,22 @@ fn run_one(s: &Scenario, side: &mut Side<'_>, keep: bool, timeout: Duration) -> 
         .map_or(String::new(), |c| format!(" [broker cpu {c:.2} s]"));
     println!("[{}] ({}) {}{cpu}", side.label, s.id, f.summary);
     f
+}
+
+/// The broker's write_bytes once its background writes (flushes, compactions) stop: it must
+/// not grow for two seconds in a row, at most 30 s.
+fn settled_write_bytes(pid: u32) -> u64 {
+    let read = || procstat::io_write_bytes(pid).unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last = read();
+    let mut quiet = 0;
+    while quiet < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = read();
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
+    }
+    last
 }
 
 fn run_kind(
