@@ -219,7 +219,7 @@ impl Store {
         offset: i64,
         end: i64,
     ) -> Result<Option<IndexEntry>, StorageError> {
-        Ok(self.index_range(tp, offset, end).next().transpose()?)
+        self.index_range(tp, offset, end).next().transpose()
     }
 
     /// The index entry of the batch that holds `offset`, or else the first batch after it.

@@ -316,11 +316,10 @@ impl Store {
         let start = keys::raft_entry(shard, low);
         let mut out = Vec::new();
         let mut size = 0u64;
-        let mut expect = low;
-        for item in self
+        let items = self
             .db
-            .iterator_cf_opt(cf, ro, IteratorMode::From(&start, Direction::Forward))
-        {
+            .iterator_cf_opt(cf, ro, IteratorMode::From(&start, Direction::Forward));
+        for (expect, item) in (low..).zip(items) {
             let (k, v) = item?;
             let (_, index, term, kind) = keys::parse_raft_entry(&k)
                 .ok_or_else(|| StorageError::Corrupt("raft log key".into()))?;
@@ -343,7 +342,6 @@ impl Store {
             };
             e.set_entry_type(entry_type);
             out.push(e);
-            expect += 1;
         }
         Ok(out)
     }

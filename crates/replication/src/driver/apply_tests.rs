@@ -225,7 +225,10 @@ fn applied(store: &Store, shard: u64) -> u64 {
 }
 
 /// Applies the whole log under `schedule` and returns the applied state RocksDB holds.
-fn run(dir: &Path, log: &Log, schedule: &Schedule) -> Vec<(&'static str, (Vec<u8>, Vec<u8>))> {
+/// Every key and value of the applied state, by column family.
+type Dump = Vec<(&'static str, (Vec<u8>, Vec<u8>))>;
+
+fn run(dir: &Path, log: &Log, schedule: &Schedule) -> Dump {
     let mut db = dir.join("db");
     let (mut store, mut machine) = open(&db);
     let mut next: Vec<usize> = vec![0; log.shards.len()];
