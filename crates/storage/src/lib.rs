@@ -29,4 +29,4 @@ pub use error::StorageError;
 pub use index::{IndexEntry, PartitionState, ReadBatches};
 pub use keys::TopicPartition;
 pub use shard_log::ShardLog;
-pub use store::{Batch, Store, StoreOptions};
+pub use store::{Batch, Store, StoreOptions, StoreStats};

@@ -59,6 +59,25 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
+    /// The options it was opened with: they hold RocksDB's statistics (tickers, histograms).
+    options: Arc<Options>,
+}
+
+/// What RocksDB reports of its own work, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Bytes of user writes (write batches), since the store was opened.
+    pub bytes_written: u64,
+    /// Bytes written by memtable flushes.
+    pub flush_bytes_written: u64,
+    /// Bytes written by compactions.
+    pub compaction_bytes_written: u64,
+    /// Memtable flushes finished.
+    pub flushes: u64,
+    /// Compactions finished.
+    pub compactions: u64,
+    /// RocksDB's estimate of the bytes compaction still has to rewrite.
+    pub pending_compaction_bytes: u64,
 }
 
 /// A set of writes applied atomically by [`Store::write`].
@@ -111,6 +130,9 @@ impl Store {
         // together keeps what reaches disk a consistent prefix of them.
         db_options.set_atomic_flush(true);
         db_options.set_compression_type(DBCompressionType::None);
+        // Counters for metrics; the detailed timers (per-operation mutex and I/O timing) stay off.
+        db_options.enable_statistics();
+        db_options.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptDetailedTimers);
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_RAFT_LOG, raft_log),
             ColumnFamilyDescriptor::new(CF_RAFT_STATE, cf_options(4 << 20)),
@@ -118,7 +140,10 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_META, cf_options(4 << 20)),
         ];
         let db = DB::open_cf_descriptors(&db_options, path, cfs)?;
-        let store = Store { db: Arc::new(db) };
+        let store = Store {
+            db: Arc::new(db),
+            options: Arc::new(db_options),
+        };
         store.check_format()?;
         Ok(store)
     }
@@ -220,6 +245,29 @@ impl Store {
     pub fn checkpoint(&self, path: &Path) -> Result<(), StorageError> {
         rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(path)?;
         Ok(())
+    }
+
+    /// RocksDB's own counters since the store was opened.
+    pub fn stats(&self) -> StoreStats {
+        use rocksdb::statistics::{Histogram, Ticker};
+        let o = &self.options;
+        let pending = CFS
+            .iter()
+            .filter_map(|n| {
+                self.db
+                    .property_int_value_cf(self.cf(n), "rocksdb.estimate-pending-compaction-bytes")
+                    .ok()
+                    .flatten()
+            })
+            .sum();
+        StoreStats {
+            bytes_written: o.get_ticker_count(Ticker::BytesWritten),
+            flush_bytes_written: o.get_ticker_count(Ticker::FlushWriteBytes),
+            compaction_bytes_written: o.get_ticker_count(Ticker::CompactWriteBytes),
+            flushes: o.get_histogram_data(Histogram::FlushTime).count(),
+            compactions: o.get_histogram_data(Histogram::CompactionTime).count(),
+            pending_compaction_bytes: pending,
+        }
     }
 
     /// Flushes the memtables of every column family (atomically, as one flush).
@@ -700,6 +748,18 @@ mod tests {
         );
         let left: Vec<_> = store.index_range(&tp, 0, 30).map(|e| e.unwrap()).collect();
         assert_eq!(left.len(), 2);
+    }
+
+    #[test]
+    fn stats_count_writes_and_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_three_batches(dir.path());
+        let before = store.stats();
+        assert!(before.bytes_written > 300, "{before:?}");
+        store.flush_all().unwrap();
+        let after = store.stats();
+        assert!(after.flushes > before.flushes, "{after:?}");
+        assert!(after.flush_bytes_written > 0, "{after:?}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub(crate) mod apply;
 #[cfg(test)]
 mod apply_tests;
 mod restore;
+mod telemetry;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -137,8 +138,8 @@ struct Shard {
     raw: RawNode<ShardLog>,
     applied: u64,
     /// Proposals waiting for their entry, by index; the term tells whether the entry that gets
-    /// applied at that index is still theirs.
-    pending: BTreeMap<u64, (u64, Waiters)>,
+    /// applied at that index is still theirs, the instant how long it took.
+    pending: BTreeMap<u64, (u64, Waiters, Instant)>,
     /// Appends taken from the channel this turn, not yet proposed.
     queued: Vec<(AppendItem, AppendReply)>,
 }
@@ -155,6 +156,10 @@ struct Driver {
     reconcile_due: bool,
     /// When the leader next proposes producer expiry.
     next_producer_expiry: Instant,
+    /// When the storage and follower metrics are next read.
+    next_metrics: Instant,
+    /// Whether leadership gauges were set once for every shard.
+    leadership_reported: bool,
 }
 
 pub(crate) fn spawn(
@@ -270,6 +275,7 @@ impl Driver {
                 next_tick = Instant::now() + self.config.tick;
                 self.truncate_raft_logs()?;
                 self.expire_producers();
+                self.report_metrics();
             }
             if self.reconcile_due {
                 self.reconcile();
@@ -318,6 +324,8 @@ impl Driver {
     }
 
     fn publish_leadership(&mut self, alive: bool) {
+        let first = !self.leadership_reported;
+        self.leadership_reported = true;
         for s in &self.shards {
             let status = &self.shared.shards[s.id as usize];
             let leader = alive && s.raw.raft.state == StateRole::Leader;
@@ -327,12 +335,35 @@ impl Driver {
                 // A new leader checks that its shard holds exactly the metadata's partitions.
                 self.reconcile_due = true;
             }
+            if first || leader != was {
+                telemetry::leadership(s.id, leader, leader != was);
+            }
+        }
+    }
+
+    /// Storage counters and followers' lag, every few seconds.
+    fn report_metrics(&mut self) {
+        if Instant::now() < self.next_metrics {
+            return;
+        }
+        self.next_metrics = Instant::now() + std::time::Duration::from_secs(5);
+        telemetry::storage(&self.store, &self.config.data_dir);
+        for s in &self.shards {
+            if s.raw.raft.state != StateRole::Leader {
+                continue;
+            }
+            let last = s.raw.raft.raft_log.last_index();
+            for (id, pr) in s.raw.raft.prs().iter() {
+                if *id != self.config.node_id {
+                    telemetry::follower_lag(s.id, *id, last.saturating_sub(pr.matched));
+                }
+            }
         }
     }
 
     fn fail_all(&mut self, e: Error) {
         for s in &mut self.shards {
-            for (_, (_, w)) in std::mem::take(&mut s.pending) {
+            for (_, (_, w, _)) in std::mem::take(&mut s.pending) {
                 w.fail(e.clone());
             }
             for (_, tx) in s.queued.drain(..) {
@@ -388,7 +419,8 @@ impl Driver {
             Ok(()) => {
                 let index = s.raw.raft.raft_log.last_index();
                 let term = s.raw.raft.term;
-                s.pending.insert(index, (term, waiters));
+                s.pending.insert(index, (term, waiters, Instant::now()));
+                telemetry::proposed(shard);
             }
             Err(e) => {
                 tracing::debug!(shard, error = %e, "proposal dropped");
@@ -586,7 +618,10 @@ impl Driver {
             return Ok(());
         }
         if !persist.is_empty() {
+            let entries = readies.iter().map(|(_, rd, _)| rd.entries().len()).sum();
+            let started = Instant::now();
             self.store.write(persist, self.config.fsync)?;
+            telemetry::persisted(entries, started.elapsed());
         }
 
         // 4. Advance and apply.
@@ -637,13 +672,17 @@ impl Driver {
             if idx >= index {
                 break;
             }
-            if let Some((_, (_, w))) = s.pending.pop_first() {
+            if let Some((_, (_, w, _))) = s.pending.pop_first() {
                 lost.push(w);
             }
         }
+        let id = s.id;
         let mine = match s.pending.remove(&index) {
-            Some((t, w)) if t == term => Some(w),
-            Some((_, w)) => {
+            Some((t, w, proposed)) if t == term => {
+                telemetry::committed(id, proposed.elapsed());
+                Some(w)
+            }
+            Some((_, w, _)) => {
                 lost.push(w);
                 None
             }

@@ -148,6 +148,8 @@ impl Driver {
             reconciling: HashSet::new(),
             reconcile_due: true,
             next_producer_expiry: Instant::now(),
+            next_metrics: Instant::now(),
+            leadership_reported: false,
         })
     }
 }
