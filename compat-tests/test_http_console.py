@@ -72,7 +72,11 @@ def test_console_pages_show_the_node(jet, tmp_path):
 
     dom = dump_dom(chromium, f"{jet.http}/#/topics/{topic}", tmp_path)
     text = loaded(dom, "topic")
-    assert re.search(r"\b0\s+1\s+1\s+\d+\s+0\s+7\s+7\b", text), f"partition 0 row missing:\n{text}"
+    row = re.search(r"\b0\s+1\s+1\s+\d+\s+0\s+7\s+7\s+(\d+) B\b", text)
+    assert row, f"partition 0 row (with its size) missing:\n{text}"
+    # One batch of 7 records: its 61-byte header and the records' keys and values.
+    values = sum(len(f"hello console {i}") + len(f"order-{i}") for i in range(7))
+    assert 61 + values < int(row.group(1)) < 61 + values + 7 * 40, row.group(0)
     assert "retention.ms" in text and "3600000" in text
     for i in range(7):
         assert f"hello console {i}" in text and f"order-{i}" in text

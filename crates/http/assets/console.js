@@ -140,12 +140,13 @@ async function topic(name) {
     esc(p.partition), esc(p.leader), esc(p.replicas.map((r) => r.broker).join(", ")),
     esc(shards.shards[p.partition]), esc(p.beginning_offset), esc(p.end_offset),
     esc(Math.max(p.end_offset - p.beginning_offset, 0)),
+    shards.sizes[p.partition] == null ? "—" : `${esc(shards.sizes[p.partition])} B`,
   ]);
   const configs = Object.keys(desc.configs).sort().map((k) => [esc(k), esc(desc.configs[k])]);
   main.innerHTML = `
     <h1>Topic <span id="topic-name">${esc(name)}</span></h1>
     <h2>Partitions</h2>
-    ${table(["Partition", "Leader", "Replicas", "Shard", "Beginning", "End", "Records"], rows, [0, 4, 5, 6])}
+    ${table(["Partition", "Leader", "Replicas", "Shard", "Beginning", "End", "Records", "Size"], rows, [0, 4, 5, 6, 7])}
     <h2>Publish a message</h2>
     <form id="publish">
       <label>Key<input name="key"></label>

@@ -130,7 +130,7 @@ async fn topic_list(State(app): State<AppState>) -> Result<Response, HttpError> 
     Ok(json_with(StatusCode::OK, &json!(out), JSON))
 }
 
-/// The shard of each partition of a topic.
+/// The shard and the size in bytes of each partition of a topic.
 async fn topic_shards(
     State(app): State<AppState>,
     Path(topic): Path<String>,
@@ -141,9 +141,17 @@ async fn topic_shards(
         .topic(&topic)
         .ok_or_else(|| HttpError::TopicNotFound(topic.clone()))?;
     let shards: Vec<u64> = t.partitions.iter().map(|p| p.shard).collect();
+    // Bytes kept per partition, as this node holds them (null where it holds no replica).
+    let sizes: Vec<Option<u64>> = (0..t.partitions.len() as i32)
+        .map(|p| {
+            app.node
+                .partition(&jet_replication::TopicPartition::new(t.id, p))
+                .map(|h| h.size_bytes())
+        })
+        .collect();
     Ok(json_with(
         StatusCode::OK,
-        &json!({ "topic": topic, "shards": shards }),
+        &json!({ "topic": topic, "shards": shards, "sizes": sizes }),
         JSON,
     ))
 }

@@ -68,6 +68,7 @@ struct Inner {
     max_timestamp: AtomicI64,
     max_timestamp_batch: AtomicI64,
     cleaned_offset: AtomicI64,
+    size_bytes: AtomicU64,
     hw_tx: watch::Sender<i64>,
     tail: Mutex<Tail>,
     budget: Arc<TailBudget>,
@@ -100,6 +101,7 @@ impl PartitionHandle {
             max_timestamp: AtomicI64::new(st.max_timestamp),
             max_timestamp_batch: AtomicI64::new(st.max_timestamp_batch),
             cleaned_offset: AtomicI64::new(st.cleaned_offset),
+            size_bytes: AtomicU64::new(st.size_bytes),
             hw_tx,
             tail: Mutex::new(Tail::default()),
             budget,
@@ -199,6 +201,7 @@ impl PartitionHandle {
         i.max_timestamp_batch
             .store(st.max_timestamp_batch, Ordering::Release);
         i.cleaned_offset.store(st.cleaned_offset, Ordering::Release);
+        i.size_bytes.store(st.size_bytes, Ordering::Release);
         let old = i.high_watermark.swap(st.next_offset, Ordering::AcqRel);
         assert!(
             st.next_offset >= old,
@@ -236,6 +239,11 @@ impl PartitionHandle {
             self.0.max_timestamp.load(Ordering::Acquire),
             self.0.max_timestamp_batch.load(Ordering::Acquire),
         )
+    }
+
+    /// Bytes of the batches kept, from the log start to the end (what retention.bytes limits).
+    pub fn size_bytes(&self) -> u64 {
+        self.0.size_bytes.load(Ordering::Acquire)
     }
 
     /// Batches below this offset were rewritten by compaction.
