@@ -288,6 +288,14 @@ pub fn effective_i64(configs: &BTreeMap<String, String>, name: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// Whether a topic's `cleanup.policy` (Kafka's default `delete`) includes `policy`.
+pub fn cleanup_policy_has(configs: &BTreeMap<String, String>, policy: &str) -> bool {
+    effective(configs, "cleanup.policy")
+        .unwrap_or("delete")
+        .split(',')
+        .any(|p| p.trim() == policy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +318,17 @@ mod tests {
         for (name, value, ok) in cases {
             assert_eq!(validate(name, value).is_ok(), ok, "{name}={value}");
         }
+    }
+
+    #[test]
+    fn cleanup_policy_parts() {
+        let with = |v: &str| BTreeMap::from([("cleanup.policy".to_string(), v.to_string())]);
+        assert!(cleanup_policy_has(&BTreeMap::new(), "delete"));
+        assert!(!cleanup_policy_has(&BTreeMap::new(), "compact"));
+        assert!(cleanup_policy_has(&with("compact"), "compact"));
+        assert!(!cleanup_policy_has(&with("compact"), "delete"));
+        assert!(cleanup_policy_has(&with("compact,delete"), "delete"));
+        assert!(cleanup_policy_has(&with("delete, compact"), "compact"));
     }
 
     #[test]

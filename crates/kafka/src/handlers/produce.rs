@@ -123,8 +123,7 @@ pub async fn start(ctx: &Ctx, header: &RequestHeader, req: ProduceRequest) -> Pe
                     let tp = TopicPartition::new(t.id, partition.index);
                     let records = partition.records.unwrap_or_default();
                     let bytes = records.len();
-                    let compacted = topic_config::effective(&t.configs, "cleanup.policy")
-                        .is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"));
+                    let compacted = topic_config::cleanup_policy_has(&t.configs, "compact");
                     match check_batches(&records).and_then(|()| {
                         if compacted {
                             check_keys(&records, &t.name, partition.index)

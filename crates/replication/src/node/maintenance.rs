@@ -8,10 +8,23 @@ use std::sync::Arc;
 use jet_storage::{IndexEntry, Store, TopicPartition};
 
 use super::{now_ms, DriverMsg, Node};
+use crate::metadata::TopicMeta;
+use crate::partition::PartitionHandle;
 use crate::topic_config;
 use crate::Error;
 
 impl Node {
+    /// The partitions of `topic` whose shard this node leads.
+    fn led_partitions(&self, topic: &TopicMeta) -> Vec<(TopicPartition, PartitionHandle)> {
+        (0..topic.partitions.len() as i32)
+            .filter_map(|p| {
+                let tp = TopicPartition::new(topic.id, p);
+                let handle = self.partition(&tp)?;
+                handle.is_leader().then_some((tp, handle))
+            })
+            .collect()
+    }
+
     /// Starts the background task that enforces `retention.ms` and `retention.bytes` by
     /// proposing log-start moves, so every replica deletes the same batches, and compacts the
     /// compacted topics (both every `retention_check_interval`).
@@ -47,9 +60,7 @@ impl Node {
         let meta = self.metadata();
         let mut done = 0;
         for topic in meta.topics.values() {
-            let policy =
-                topic_config::effective(&topic.configs, "cleanup.policy").unwrap_or("delete");
-            if !policy.split(',').any(|p| p.trim() == "compact") {
+            if !topic_config::cleanup_policy_has(&topic.configs, "compact") {
                 continue;
             }
             let settings = crate::compaction::Settings {
@@ -66,14 +77,7 @@ impl Node {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0.5),
             };
-            for p in 0..topic.partitions.len() as i32 {
-                let tp = TopicPartition::new(topic.id, p);
-                let Some(handle) = self.partition(&tp) else {
-                    continue;
-                };
-                if !handle.is_leader() {
-                    continue;
-                }
+            for (tp, handle) in self.led_partitions(topic) {
                 let (from, to, cleaned) = (
                     handle.log_start_offset(),
                     handle.high_watermark(),
@@ -86,7 +90,7 @@ impl Node {
                 .await
                 .map_err(|e| Error::Storage(e.to_string()))??;
                 if let Some(c) = planned {
-                    tracing::debug!(topic = %topic.name, partition = p, up_to = c.up_to, kept = c.batches.len(), "compacting");
+                    tracing::debug!(topic = %topic.name, partition = tp.partition, up_to = c.up_to, kept = c.batches.len(), "compacting");
                     let shard = handle.shard();
                     let cmd = crate::command::Command::Compact(c);
                     self.ask(|tx| DriverMsg::Propose { shard, cmd, tx }).await?;
@@ -103,9 +107,7 @@ impl Node {
         let meta = self.metadata();
         let now_ms = now_ms();
         for topic in meta.topics.values() {
-            let policy =
-                topic_config::effective(&topic.configs, "cleanup.policy").unwrap_or("delete");
-            if !policy.split(',').any(|p| p.trim() == "delete") {
+            if !topic_config::cleanup_policy_has(&topic.configs, "delete") {
                 continue;
             }
             let limits = RetentionLimits {
@@ -116,14 +118,7 @@ impl Node {
             if limits.retention_ms < 0 && limits.retention_bytes < 0 {
                 continue;
             }
-            for p in 0..topic.partitions.len() as i32 {
-                let tp = TopicPartition::new(topic.id, p);
-                let Some(handle) = self.partition(&tp) else {
-                    continue;
-                };
-                if !handle.is_leader() {
-                    continue;
-                }
+            for (tp, handle) in self.led_partitions(topic) {
                 let (from, to) = (handle.log_start_offset(), handle.high_watermark());
                 let store = self.store.clone();
                 let new_start = tokio::task::spawn_blocking(move || {
@@ -132,7 +127,7 @@ impl Node {
                 .await
                 .map_err(|e| Error::Storage(e.to_string()))??;
                 if new_start > from {
-                    tracing::debug!(topic = %topic.name, partition = p, from, new_start, "retention moves log start");
+                    tracing::debug!(topic = %topic.name, partition = tp.partition, from, new_start, "retention moves log start");
                     self.delete_records(tp, new_start).await?;
                 }
             }
