@@ -385,6 +385,46 @@ async fn produce_of_several_batches_for_one_partition_is_invalid_record() {
     );
 }
 
+/// A compacted topic refuses records without a key (Kafka's LogValidator): INVALID_RECORD, with
+/// KIP-467's per-record errors from v8 on naming each keyless record's index, only the code and
+/// message before v8, and nothing of the batch stored.
+#[tokio::test]
+async fn produce_without_keys_to_a_compacted_topic_names_each_record() {
+    let server = start().await;
+    server
+        .create_topic_with("compacted", 1, &[("cleanup.policy", "compact")])
+        .await;
+    let mut c = server.client().await;
+    for version in [7, 8, 12] {
+        let resp: ProduceResponse = c
+            .call(
+                ApiKey::Produce,
+                version,
+                &produce_request("compacted", 0, batch(&[b"a", b"b", b"c"]), -1),
+            )
+            .await;
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 87, "v{version}: INVALID_RECORD");
+        let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+        if version >= 8 {
+            assert_eq!(indexes, vec![0, 1, 2], "v{version}");
+            let m = p.record_errors[1]
+                .batch_index_error_message
+                .as_deref()
+                .unwrap_or("");
+            assert!(m.contains("without key"), "v{version}: {m}");
+        } else {
+            assert!(indexes.is_empty(), "v{version}: no record errors before v8");
+        }
+    }
+    // Nothing was stored: the partition is still empty.
+    let tp = jet_replication::TopicPartition::new(
+        server.node.metadata().topic("compacted").unwrap().id,
+        0,
+    );
+    assert_eq!(server.node.partition(&tp).unwrap().high_watermark(), 0);
+}
+
 #[tokio::test]
 async fn produce_invalid_acks_is_refused() {
     let server = start().await;
