@@ -209,6 +209,18 @@ struct Schedule {
 
 fn open(path: &Path) -> (Store, Machine) {
     let store = Store::open(path, &StoreOptions::default()).unwrap();
+    // As the driver bootstraps a shard: its configuration is what marks it as created, so that
+    // the applied index found after a crash is read back (without it, replay starts at 0).
+    let mut boot = store.batch();
+    for s in 0..=DATA_SHARDS {
+        if store.load_shard(s).unwrap().is_none() {
+            boot.put_conf_state(s, &raft::eraftpb::ConfState::default())
+                .unwrap();
+        }
+    }
+    if !boot.is_empty() {
+        store.write(boot, true).unwrap();
+    }
     let mut config = NodeConfig::new(path.to_path_buf());
     config.data_shards = DATA_SHARDS;
     let metadata: ClusterMetadata = store
