@@ -22,11 +22,13 @@ pub mod error;
 pub mod metadata;
 pub mod node;
 pub mod partition;
+pub mod placement;
 pub mod producer;
 pub mod topic_config;
 
 pub use error::Error;
 pub use jet_storage::TopicPartition;
 pub use metadata::{ClusterMetadata, PartitionMeta, TopicMeta};
+pub use node::{BrokerInfo, Directory};
 pub use node::{AppendOutcome, AppendTicket, CreateTopic, Node, NodeConfig, ReadResult};
 pub use partition::PartitionHandle;

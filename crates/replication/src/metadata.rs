@@ -30,6 +30,14 @@ pub struct ClusterMetadata {
     /// [`MetaCommand::Init`], so placement never depends on a node's flags.
     #[serde(default)]
     pub data_shards: u64,
+    /// The nodes the cluster was formed with, sorted. Empty in a data directory made before
+    /// clusters existed: a cluster of this node alone.
+    #[serde(default)]
+    pub members: Vec<u64>,
+    /// Each shard's voters, placement order (shard 0, the metadata shard, included); set by
+    /// [`MetaCommand::Init`] from [`crate::placement`].
+    #[serde(default)]
+    pub shard_replicas: BTreeMap<u64, Vec<u64>>,
 }
 
 /// One topic.
@@ -91,10 +99,17 @@ pub enum MetaCommand {
         /// Replace the whole set rather than change the named keys (legacy AlterConfigs).
         replace: bool,
     },
-    /// Set the number of data shards of a new cluster (ignored once set).
+    /// Set the number of data shards of a new cluster and where their replicas are (ignored
+    /// once set).
     Init {
         /// Data shards.
         data_shards: u64,
+        /// The nodes the cluster is formed with (empty: the proposer alone, as before clusters).
+        #[serde(default)]
+        members: Vec<u64>,
+        /// Replicas per data shard.
+        #[serde(default)]
+        replication_factor: u64,
     },
     /// Allocate a block of `count` producer ids.
     AllocateProducerIds {
@@ -148,6 +163,16 @@ impl ClusterMetadata {
         self.topics.get(name)
     }
 
+    /// The voters of `shard`, placement order; `me` alone in a cluster of one made before
+    /// clusters existed.
+    pub fn shard_replicas(&self, shard: u64, me: u64) -> Vec<u64> {
+        match self.shard_replicas.get(&shard) {
+            Some(r) => r.clone(),
+            None if self.members.is_empty() => vec![me],
+            None => Vec::new(),
+        }
+    }
+
     /// The topic with id `id`.
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicMeta> {
         self.topics.values().find(|t| &t.id == id)
@@ -171,9 +196,24 @@ impl ClusterMetadata {
             ));
         }
         match cmd {
-            MetaCommand::Init { data_shards } => {
+            MetaCommand::Init {
+                data_shards,
+                members,
+                replication_factor,
+            } => {
                 if self.data_shards == 0 {
                     self.data_shards = (*data_shards).max(1);
+                    if !members.is_empty() {
+                        let mut members = members.clone();
+                        members.sort_unstable();
+                        members.dedup();
+                        self.shard_replicas = crate::placement::place_shards(
+                            &members,
+                            self.data_shards,
+                            *replication_factor as usize,
+                        );
+                        self.members = members;
+                    }
                 }
                 Ok(MetaEffect::None)
             }
@@ -204,6 +244,12 @@ impl ClusterMetadata {
                 if *replication_factor <= 0 {
                     return Err(Error::InvalidReplicationFactor(format!(
                         "replication factor must be larger than 0, got {replication_factor}"
+                    )));
+                }
+                let nodes = self.members.len().max(1);
+                if *replication_factor as usize > nodes {
+                    return Err(Error::InvalidReplicationFactor(format!(
+                        "Replication factor: {replication_factor} larger than available brokers: {nodes}."
                     )));
                 }
                 topic_config::validate_all(configs).map_err(Error::InvalidConfig)?;

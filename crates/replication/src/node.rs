@@ -15,7 +15,10 @@ use jet_storage::{Store, StoreOptions, TopicPartition};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+mod directory;
 mod maintenance;
+
+pub use directory::{BrokerInfo, Directory};
 
 use crate::command::AppendItem;
 use crate::driver::{self, AppendReply, DriverMsg};
@@ -58,6 +61,14 @@ pub struct NodeConfig {
     pub tail_cache_partition_bytes: usize,
     /// RocksDB sizing.
     pub store: StoreOptions,
+    /// The nodes a new cluster is formed with (this node included); empty or this node alone
+    /// makes a cluster of one. Ignored when the data directory already holds a cluster.
+    pub members: Vec<u64>,
+    /// Replicas per data shard of a new cluster (capped by the node count).
+    pub replication_factor: u64,
+    /// A follower counts as in sync while it caught up with the leader's log within this long
+    /// (Kafka's `replica.lag.time.max.ms`).
+    pub replica_lag_time_max: Duration,
 }
 
 impl NodeConfig {
@@ -82,6 +93,9 @@ impl NodeConfig {
             tail_cache_bytes: 32 << 20,
             tail_cache_partition_bytes: 2 << 20,
             store: StoreOptions::default(),
+            members: Vec::new(),
+            replication_factor: 3,
+            replica_lag_time_max: Duration::from_secs(30),
         }
     }
 }
@@ -211,6 +225,8 @@ pub struct Node {
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Permits are bytes of appends in flight (`max_append_bytes_in_flight`).
     append_budget: Arc<tokio::sync::Semaphore>,
+    /// What gossip says about the other nodes.
+    directory: RwLock<Arc<directory::Directory>>,
 }
 
 /// Producer ids taken from the metadata shard at a time, so most InitProducerId requests need
@@ -272,6 +288,7 @@ impl Node {
             driver: Mutex::new(Some(handle)),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             append_budget,
+            directory: RwLock::new(Arc::default()),
         });
         ready_rx.await.map_err(|_| Error::ShuttingDown)??;
         node.clone().spawn_retention();
@@ -402,14 +419,9 @@ impl Node {
             configs: req.configs,
         };
         let meta = self.metadata();
-        if req.replication_factor > 1 {
-            // One node cannot hold more than one replica; Kafka answers the same way when a
-            // cluster has fewer brokers than the replication factor.
-            return Err(Error::InvalidReplicationFactor(format!(
-                "replication factor {} is larger than the 1 available broker",
-                req.replication_factor
-            )));
-        }
+        // The replication factor is checked against the cluster's nodes where the command is
+        // applied; a copy gives the same answer without a round trip.
+        meta.check(&cmd)?;
         if req.validate_only {
             // Apply to a copy: the same checks as the real thing, and the topic it would make.
             let mut m = (*meta).clone();

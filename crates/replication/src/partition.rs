@@ -20,14 +20,39 @@ pub struct ShardStatus {
     pub id: u64,
     /// Current Raft term (the Kafka leader epoch of the shard's partitions).
     pub term: AtomicU64,
-    /// True while this node leads the shard.
+    /// True while this node leads the shard and has applied every entry of earlier terms (so
+    /// its partitions, producer states and group records are complete).
     pub is_leader: AtomicBool,
+    /// The leader's node id as this node's Raft state knows it; 0 when there is none, or when
+    /// this node is not a replica of the shard.
+    pub leader: AtomicU64,
+    /// The shard's voters and, as the leader last computed it, its in-sync replicas.
+    pub members: std::sync::Mutex<ShardMembers>,
+}
+
+/// Who holds a shard.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShardMembers {
+    /// The voters of the shard's Raft group, placement order (the first is the preferred
+    /// leader).
+    pub replicas: Vec<u64>,
+    /// Voters caught up with the leader within `replica_lag_time_max` (the leader's view; on
+    /// other nodes, as last known).
+    pub isr: Vec<u64>,
 }
 
 impl ShardStatus {
     /// The Kafka leader epoch: the Raft term, clamped to i32.
     pub fn leader_epoch(&self) -> i32 {
         self.term.load(Ordering::Acquire).min(i32::MAX as u64) as i32
+    }
+
+    /// The shard's replicas and in-sync replicas.
+    pub fn members(&self) -> ShardMembers {
+        self.members
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 

@@ -93,6 +93,58 @@ impl Ctx {
     pub fn advertised(&self) -> (String, i32) {
         advertised_addr(&self.config, self.local_addr)
     }
+
+    /// Where clients reach broker `node_id`: this node at [`Ctx::advertised`], another live node
+    /// at the client address it publishes in gossip. `None` for a node gossip does not see.
+    pub fn broker_endpoint(&self, node_id: u64) -> Option<BrokerEndpoint> {
+        if node_id == self.node.config().node_id {
+            let (host, port) = self.advertised();
+            return Some(BrokerEndpoint {
+                node_id: node_id as i32,
+                host,
+                port,
+                rack: self.config.rack.clone(),
+            });
+        }
+        self.node.broker(node_id).map(|b| BrokerEndpoint {
+            node_id: b.node_id as i32,
+            host: b.host,
+            port: b.port,
+            rack: b.rack,
+        })
+    }
+
+    /// Every live broker, this one first.
+    pub fn live_brokers(&self) -> Vec<BrokerEndpoint> {
+        let me = self.node.config().node_id;
+        let mut out: Vec<BrokerEndpoint> = self.broker_endpoint(me).into_iter().collect();
+        out.extend(
+            self.node
+                .other_brokers()
+                .into_iter()
+                .filter(|b| b.node_id != me)
+                .map(|b| BrokerEndpoint {
+                    node_id: b.node_id as i32,
+                    host: b.host,
+                    port: b.port,
+                    rack: b.rack,
+                }),
+        );
+        out
+    }
+}
+
+/// A broker's client address, as Metadata, FindCoordinator and leader hints report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerEndpoint {
+    /// Broker (node) id.
+    pub node_id: i32,
+    /// Host to dial.
+    pub host: String,
+    /// Port to dial.
+    pub port: i32,
+    /// Rack, if set.
+    pub rack: Option<String>,
 }
 
 fn advertised_addr(config: &ServerConfig, local_addr: SocketAddr) -> (String, i32) {

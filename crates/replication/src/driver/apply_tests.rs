@@ -95,6 +95,8 @@ fn build_log(ops: &[Op]) -> Log {
         1,
         Command::Meta(MetaCommand::Init {
             data_shards: DATA_SHARDS,
+            members: Vec::new(),
+            replication_factor: 1,
         }),
     );
     push(

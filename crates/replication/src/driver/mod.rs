@@ -521,6 +521,8 @@ impl Driver {
         {
             let init = MetaCommand::Init {
                 data_shards: self.config.data_shards,
+                members: self.config.members.clone(),
+                replication_factor: self.config.replication_factor,
             };
             self.propose(
                 METADATA_SHARD,

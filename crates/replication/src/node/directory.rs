@@ -1,0 +1,108 @@
+//! Who is where: the brokers clients may dial and who leads each shard, as this node knows it.
+//!
+//! Local Raft state answers first (a shard this node is a replica of knows its leader and
+//! voters); gossip fills in the rest ([`Directory`], fed by the broker from the chitchat view):
+//! the client address of every live broker, and the leaders of shards this node does not hold.
+//! Gossip is eventually consistent, so everything here is a hint that clients refresh on their
+//! next Metadata request, as they do with Kafka.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::Node;
+use crate::driver::METADATA_SHARD;
+
+/// A broker as Kafka clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// Node id (the Kafka broker id).
+    pub node_id: u64,
+    /// Host clients dial.
+    pub host: String,
+    /// Port clients dial.
+    pub port: i32,
+    /// `--rack`, if set.
+    pub rack: Option<String>,
+}
+
+/// What gossip says about the other nodes.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    /// Live brokers other than this node, by node id.
+    pub brokers: BTreeMap<u64, BrokerInfo>,
+    /// Shard → (leader node, term), as each leader publishes it.
+    pub leaders: BTreeMap<u64, (u64, u64)>,
+    /// Shard → in-sync replicas, as each leader publishes them.
+    pub isr: BTreeMap<u64, Vec<u64>>,
+}
+
+impl Node {
+    /// Replaces what gossip says about the other nodes.
+    pub fn set_directory(&self, directory: Directory) {
+        *self.directory.write().expect("directory lock") = Arc::new(directory);
+    }
+
+    /// What gossip last said about the other nodes.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.read().expect("directory lock").clone()
+    }
+
+    /// Live brokers other than this one, by node id.
+    pub fn other_brokers(&self) -> Vec<BrokerInfo> {
+        self.directory().brokers.values().cloned().collect()
+    }
+
+    /// The client address of another live broker.
+    pub fn broker(&self, node_id: u64) -> Option<BrokerInfo> {
+        self.directory().brokers.get(&node_id).cloned()
+    }
+
+    /// The node leading `shard` and the leader epoch (its term): this node's Raft state when it
+    /// is a replica of the shard and knows a leader, else the leader's own gossip.
+    pub fn shard_leader(&self, shard: u64) -> Option<(u64, i32)> {
+        let status = self.shared.shards.get(shard as usize)?;
+        let leader = status.leader.load(Ordering::Acquire);
+        if leader != 0 {
+            if leader == self.config.node_id && !status.is_leader.load(Ordering::Acquire) {
+                // Elected but still applying the previous terms' entries: not serving yet.
+                return None;
+            }
+            return Some((leader, status.leader_epoch()));
+        }
+        self.directory()
+            .leaders
+            .get(&shard)
+            .map(|&(node, term)| (node, term.min(i32::MAX as u64) as i32))
+    }
+
+    /// The shard's replicas, placement order.
+    pub fn shard_replicas(&self, shard: u64) -> Vec<u64> {
+        self.metadata().shard_replicas(shard, self.config.node_id)
+    }
+
+    /// The shard's in-sync replicas: the leader's own computation when this node leads it or
+    /// follows it, else what the leader published through gossip, else the replicas gossip
+    /// sees alive.
+    pub fn shard_isr(&self, shard: u64) -> Vec<u64> {
+        if let Some(status) = self.shared.shards.get(shard as usize) {
+            let members = status.members();
+            if !members.isr.is_empty() {
+                return members.isr;
+            }
+        }
+        let directory = self.directory();
+        if let Some(isr) = directory.isr.get(&shard) {
+            return isr.clone();
+        }
+        self.shard_replicas(shard)
+            .into_iter()
+            .filter(|n| *n == self.config.node_id || directory.brokers.contains_key(n))
+            .collect()
+    }
+
+    /// The metadata shard's leader: Kafka's controller id.
+    pub fn controller_id(&self) -> Option<u64> {
+        self.shard_leader(METADATA_SHARD).map(|(node, _)| node)
+    }
+}
