@@ -14,10 +14,59 @@ use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "jet", version, long_about = None)]
 pub struct Args {
-    /// This node's id: the Kafka broker id and the Raft peer id
-    #[arg(long, env = "JET_NODE_ID", default_value_t = 1, value_name = "ID",
+    /// This node's id: the Kafka broker id and the Raft peer id (unset: the id stored in the data
+    /// directory; for a new node, 1 alone or a random id in a cluster, then stored)
+    #[arg(long, env = "JET_NODE_ID", value_name = "ID",
           value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
-    pub node_id: u64,
+    pub node_id: Option<u64>,
+
+    /// Cluster id: nodes gossip and exchange Raft messages only within one cluster id (unset:
+    /// the one stored in the data directory; for a new node, a random id alone, or "jet" in a
+    /// cluster)
+    #[arg(long, env = "JET_CLUSTER_ID", value_name = "ID", value_parser = parse_cluster_id)]
+    pub cluster_id: Option<String>,
+
+    /// Address of the peer listener for Raft traffic between nodes (TCP, HOST:PORT); used only
+    /// in a cluster (--seeds or --bootstrap-expect)
+    #[arg(long, env = "JET_PEER_LISTEN", default_value = "127.0.0.1:9093", value_name = "ADDR",
+          value_parser = parse_listen)]
+    pub peer_listen: SocketAddr,
+
+    /// HOST:PORT other nodes dial for Raft traffic (unset: --peer-listen)
+    #[arg(long, env = "JET_PEER_ADVERTISE", value_name = "HOST:PORT", value_parser = parse_listen)]
+    pub peer_advertise: Option<SocketAddr>,
+
+    /// Address of the gossip listener (UDP, HOST:PORT; unset: the --peer-listen address)
+    #[arg(long, env = "JET_GOSSIP_LISTEN", value_name = "ADDR", value_parser = parse_listen)]
+    pub gossip_listen: Option<SocketAddr>,
+
+    /// Gossip addresses of other nodes to join through, comma-separated HOST:PORT (names are
+    /// resolved again while gossiping)
+    #[arg(long, env = "JET_SEEDS", value_name = "HOST:PORT,...", value_delimiter = ',',
+          value_parser = parse_seed)]
+    pub seeds: Vec<String>,
+
+    /// A new cluster of N nodes: each of N nodes started with the same flags waits until N nodes
+    /// are visible in gossip, and all derive the same initial replicas
+    #[arg(long, env = "JET_BOOTSTRAP_EXPECT", default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub bootstrap_expect: u64,
+
+    /// Replicas of each data shard in a new cluster (capped by the node count)
+    #[arg(long, env = "JET_REPLICATION_FACTOR", default_value_t = 3, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=7))]
+    pub replication_factor: u64,
+
+    /// A node missing from gossip this long is reported dead (e.g. 10m, 30s, 1500ms)
+    #[arg(long, env = "JET_NODE_DEAD_AFTER", default_value = "10m", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub node_dead_after: Duration,
+
+    /// A follower is in sync while it caught up with its leader within this long, in
+    /// milliseconds (Kafka's replica.lag.time.max.ms)
+    #[arg(long, env = "JET_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub replica_lag_time_max_ms: u64,
 
     /// Address of the Kafka listener (HOST:PORT)
     #[arg(long, env = "JET_LISTEN", default_value = "127.0.0.1:9092", value_name = "ADDR",
@@ -237,7 +286,9 @@ impl Args {
     /// Settings of the replication layer.
     pub fn node_config(&self) -> jet_replication::NodeConfig {
         let mut cfg = jet_replication::NodeConfig::new(self.data_dir.clone());
-        cfg.node_id = self.node_id;
+        cfg.node_id = self.node_id.unwrap_or(1);
+        cfg.replication_factor = self.replication_factor;
+        cfg.replica_lag_time_max = Duration::from_millis(self.replica_lag_time_max_ms);
         cfg.data_shards = self.shards;
         cfg.fsync = self.fsync == Fsync::Always;
         cfg.max_batch_bytes = self.max_batch_bytes as usize;
@@ -261,6 +312,53 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot resolve {s}: {e}"))?
         .next()
         .ok_or_else(|| format!("{s} resolves to no address"))
+}
+
+impl Args {
+    /// Whether this node is (or becomes) part of a multi-node cluster.
+    pub fn clustered(&self) -> bool {
+        !self.seeds.is_empty() || self.bootstrap_expect > 1
+    }
+}
+
+/// A seed: `HOST:PORT`, kept as written so chitchat resolves names again (DNS of a StatefulSet).
+fn parse_seed(s: &str) -> Result<String, String> {
+    parse_host_port(s.trim()).map(|_| s.trim().to_string())
+}
+
+/// 1 to 64 characters of letters, digits, '-' and '_'.
+fn parse_cluster_id(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "a cluster id is 1 to 64 letters, digits, '-' or '_', got '{s}'"
+        ))
+    }
+}
+
+/// A duration: a number with a unit, ms, s, m or h (`10m`, `30s`, `1500ms`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("expected a duration such as 10m, 30s or 1500ms, got '{s}'");
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(bad()),
+    };
+    if d < Duration::from_secs(1) {
+        return Err(format!("{s} is too short: at least 1s"));
+    }
+    Ok(d)
 }
 
 /// `off`, or an address as for `--listen`.
@@ -308,7 +406,15 @@ mod tests {
     #[test]
     fn defaults() {
         let a = Args::try_parse_from(["jet"]).unwrap();
-        assert_eq!(a.node_id, 1);
+        assert_eq!(a.node_id, None);
+        assert!(!a.clustered());
+        assert_eq!(a.bootstrap_expect, 1);
+        assert_eq!(a.replication_factor, 3);
+        assert_eq!(a.node_dead_after, Duration::from_secs(600));
+        assert_eq!(
+            a.peer_listen,
+            "127.0.0.1:9093".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(a.listen, "127.0.0.1:9092".parse::<SocketAddr>().unwrap());
         assert_eq!(a.advertise, None);
         assert_eq!(a.data_dir, PathBuf::from("./jet-data"));
@@ -356,6 +462,22 @@ mod tests {
                 .unwrap()
                 .auto_create_topics
         );
+        let c = Args::try_parse_from([
+            "jet",
+            "--seeds",
+            "jet-0.jet:9093, 127.0.0.1:9193",
+            "--bootstrap-expect",
+            "3",
+            "--node-dead-after",
+            "30s",
+            "--cluster-id",
+            "prod_1",
+        ])
+        .unwrap();
+        assert!(c.clustered());
+        assert_eq!(c.seeds, vec!["jet-0.jet:9093", "127.0.0.1:9193"]);
+        assert_eq!(c.node_dead_after, Duration::from_secs(30));
+        assert_eq!(c.cluster_id.as_deref(), Some("prod_1"));
         let off = Args::try_parse_from(["jet", "--http-listen", "OFF"]).unwrap();
         assert_eq!(off.http_listen, HttpListen(None));
         let check =
@@ -385,6 +507,15 @@ mod tests {
             &["jet", "--http-listen", "nowhere"],
             &["jet", "--http-max-records", "0"],
             &["jet", "check", "--bogus"],
+            &["jet", "--seeds", "nohost"],
+            &["jet", "--seeds", "a:1,b"],
+            &["jet", "--bootstrap-expect", "0"],
+            &["jet", "--replication-factor", "0"],
+            &["jet", "--node-dead-after", "10"],
+            &["jet", "--node-dead-after", "5ms"],
+            &["jet", "--node-dead-after", "3 days"],
+            &["jet", "--cluster-id", "has space"],
+            &["jet", "--cluster-id", ""],
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?} should fail");
         }

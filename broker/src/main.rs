@@ -13,11 +13,14 @@
 //!
 //! `jet check [--ready]` probes a running node's HTTP listener instead ([`http::check`]).
 
+mod cluster;
 mod config;
 mod http;
+mod identity;
 
-use std::io::{IsTerminal, Write};
-use std::path::Path;
+use identity::{load_or_create_cluster_id, load_or_create_node_id};
+
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,9 @@ use config::Args;
 
 /// How long a stop may take before the process exits without finishing it.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a clean stop waits for the shards this node leads to get other leaders.
+const HAND_OFF_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the runtime may take to drop its remaining tasks once everything has stopped.
 const RUNTIME_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -118,23 +124,57 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
-    let cluster_id = load_or_create_cluster_id(&args.data_dir)?;
+    // RocksDB's CURRENT file: a directory without it holds no node yet.
+    let new_node = !args.data_dir.join("CURRENT").exists();
+    let cluster_id =
+        load_or_create_cluster_id(&args.data_dir, args.cluster_id.as_deref(), args.clustered())?;
+    let node_id = load_or_create_node_id(&args.data_dir, args.node_id, args.clustered())?;
 
     // Signals are watched from here on: a SIGTERM while the node starts stops it right after.
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     tokio::spawn(watch_signals(stop_tx));
 
     tracing::info!(
-        node_id = args.node_id,
+        node_id,
         data_dir = %args.data_dir.display(),
         shards = args.shards,
         fsync = ?args.fsync,
         cluster_id = %cluster_id,
+        clustered = args.clustered(),
         "starting node"
     );
-    let node = jet_replication::Node::start(args.node_config())
-        .await
-        .context("cannot start the node")?;
+    let mut node_config = args.node_config();
+    node_config.node_id = node_id;
+    let (node, cluster, fatal) = if args.clustered() {
+        let kafka_addr = match &args.advertise {
+            Some(a) => a.clone(),
+            None if !local_addr.ip().is_unspecified() => {
+                (local_addr.ip().to_string(), local_addr.port())
+            }
+            None => anyhow::bail!(
+                "--listen {local_addr} is a wildcard address: in a cluster, set --advertise to the address clients dial"
+            ),
+        };
+        let formed = cluster::form(&args, node_id, &cluster_id, kafka_addr, new_node).await?;
+        if !formed.members.is_empty() {
+            node_config.data_shards = jet_replication::placement::data_shard_count(
+                args.shards,
+                formed.members.len(),
+                args.replication_factor as usize,
+            );
+            node_config.members = formed.members.clone();
+        }
+        let node = jet_replication::Node::start_clustered(node_config, Some(formed.network))
+            .await
+            .context("cannot start the node")?;
+        formed.cluster.attach(node.clone());
+        (node, Some(formed.cluster), Some(formed.fatal))
+    } else {
+        let node = jet_replication::Node::start(node_config)
+            .await
+            .context("cannot start the node")?;
+        (node, None, None)
+    };
 
     let server_config = jet_kafka::ServerConfig {
         listen: local_addr,
@@ -161,7 +201,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     tracing::info!(
         addr = %local_addr,
         advertise = ?args.advertise,
-        node_id = args.node_id,
+        node_id,
         cluster_id = %cluster_id,
         "jet listening on {local_addr}"
     );
@@ -178,9 +218,25 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let (failed_tx, failed_rx) = oneshot::channel::<String>();
     let watched = node.clone();
     let shutdown = async move {
+        let fatal = async {
+            match fatal {
+                Some(rx) => match rx.await {
+                    Ok(cause) => cause,
+                    // The gossip task ended without a verdict (shutdown): nothing to report.
+                    Err(_) => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
         let failure = tokio::select! {
-            _ = stop_rx => None,
+            _ = stop_rx => {
+                // A clean stop: leadership moves to the other replicas while this node still
+                // answers, so clients see retriable NOT_LEADER errors rather than timeouts.
+                watched.hand_off_leadership(HAND_OFF_TIMEOUT).await;
+                None
+            }
             cause = watched.failed() => Some(cause),
+            cause = fatal => Some(cause),
         };
         // Readiness fails as soon as the stop begins, while the servers finish their requests.
         if let Some(app) = readiness {
@@ -202,6 +258,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             timeout_ms = SHUTDOWN_TIMEOUT.as_millis() as u64,
             "node did not stop in time; exiting anyway"
         ),
+    }
+    if let Some(cluster) = cluster {
+        cluster.shutdown().await;
     }
     if let Ok(cause) = failed_rx.await {
         anyhow::bail!("the node stopped serving: {cause}");
@@ -246,97 +305,5 @@ async fn next_signal() -> &'static str {
     {
         let _ = tokio::signal::ctrl_c().await;
         "ctrl-c"
-    }
-}
-
-/// Reads `<data_dir>/cluster_id`, or creates it once: a random UUID written the way Kafka writes
-/// cluster ids (22 characters of unpadded base64url). The file is written to a temporary name,
-/// synced and renamed, so a crash never leaves a half-written id.
-fn load_or_create_cluster_id(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("cluster_id");
-    match std::fs::read_to_string(&path) {
-        Ok(s) => {
-            let id = s.trim().to_string();
-            anyhow::ensure!(
-                is_valid_cluster_id(&id),
-                "{} holds '{id}', which is not a cluster id (22 base64url characters)",
-                path.display()
-            );
-            return Ok(id);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-    let id = new_cluster_id()?;
-    let tmp = data_dir.join("cluster_id.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        writeln!(f, "{id}")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(data_dir)?.sync_all()
-    };
-    write().with_context(|| format!("cannot write {}", path.display()))?;
-    tracing::info!(cluster_id = %id, path = %path.display(), "created cluster id");
-    Ok(id)
-}
-
-fn is_valid_cluster_id(id: &str) -> bool {
-    id.len() == 22
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// A random (version 4) UUID as 22 characters of unpadded base64url, like Kafka's `Uuid`.
-fn new_cluster_id() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .context("cannot read random bytes for the cluster id")?;
-    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
-    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
-    Ok(base64url_unpadded(&bytes))
-}
-
-fn base64url_unpadded(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 0x3f) as usize] as char);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64url_matches_known_values() {
-        assert_eq!(base64url_unpadded(b""), "");
-        assert_eq!(base64url_unpadded(b"f"), "Zg");
-        assert_eq!(base64url_unpadded(b"fo"), "Zm8");
-        assert_eq!(base64url_unpadded(b"foo"), "Zm9v");
-        assert_eq!(base64url_unpadded(&[0xfb, 0xff]), "-_8");
-        assert_eq!(base64url_unpadded(&[0u8; 16]), "AAAAAAAAAAAAAAAAAAAAAA");
-    }
-
-    #[test]
-    fn cluster_id_is_created_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = load_or_create_cluster_id(dir.path()).unwrap();
-        assert!(is_valid_cluster_id(&a), "{a}");
-        assert_eq!(load_or_create_cluster_id(dir.path()).unwrap(), a);
-        std::fs::write(dir.path().join("cluster_id"), "nope\n").unwrap();
-        assert!(load_or_create_cluster_id(dir.path()).is_err());
-        assert_ne!(new_cluster_id().unwrap(), a);
     }
 }

@@ -56,23 +56,28 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     )
 }
 
-/// Every local shard (0 is the metadata shard): whether it has a leader, whether this node is
-/// it, and its term.
+/// Every shard this node holds (0 is the metadata shard): whether it has a leader, which node,
+/// its term and its replicas.
 pub fn shard_states(app: &AppState) -> Vec<Value> {
-    let data_shards = app.node.config().data_shards;
+    let data_shards = app
+        .node
+        .metadata()
+        .data_shards
+        .max(app.node.config().data_shards);
     (0..=data_shards)
         .filter_map(|id| app.node.shard_status(id))
+        .filter(|s| s.local.load(Ordering::Acquire))
         .map(|s| {
-            let leader = s.is_leader.load(Ordering::Acquire);
+            let leader = app.node.shard_leader(s.id).map(|(node, _)| node);
             let term = s.term.load(Ordering::Acquire);
             json!({
                 "shard": s.id,
                 "kind": if s.id == 0 { "metadata" } else { "data" },
-                "has_leader": leader,
-                "leader": if leader { Some(app.node.node_id()) } else { None },
+                "has_leader": leader.is_some(),
+                "leader": leader,
                 "term": term,
-                "replicas": [app.node.node_id()],
-                "lag": 0,
+                "replicas": app.node.shard_replicas(s.id),
+                "isr": app.node.shard_isr(s.id),
             })
         })
         .collect()

@@ -21,6 +21,8 @@ const TAG_CREATE_PARTITIONS: u8 = 5;
 const TAG_DELETE_PARTITIONS: u8 = 6;
 const TAG_EXPIRE_PRODUCERS: u8 = 7;
 const TAG_COMPACT: u8 = 8;
+const TAG_TRUNCATE_LOG: u8 = 9;
+const TAG_FORWARDED_META: u8 = 10;
 
 /// Batches for one partition, as one producer request sent them.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +104,17 @@ pub enum Command {
     },
     /// A cluster-metadata change (metadata shard only).
     Meta(MetaCommand),
+    /// A metadata change proposed on a node that does not lead the metadata shard, forwarded
+    /// by Raft to the leader: applied as [`Command::Meta`], and answered on the `origin` node by
+    /// its `seq` when the entry comes back through the log there.
+    ForwardedMeta {
+        /// The proposing node.
+        origin: u64,
+        /// Its proposal number.
+        seq: u64,
+        /// The change.
+        cmd: MetaCommand,
+    },
     /// Partitions that now belong to this data shard (empty, at offset 0).
     CreatePartitions {
         /// The new partitions.
@@ -122,6 +135,13 @@ pub enum Command {
     },
     /// Key-based compaction of a partition (cleanup.policy=compact).
     Compact(Compaction),
+    /// Every replica may delete this shard's Raft entries up to `up_to`: the leader saw every
+    /// replica hold them, and no partition's kept batches lie there. Deletion is a replicated
+    /// decision so that no future leader lacks an entry a lagging replica still needs.
+    TruncateLog {
+        /// Last index that may be deleted.
+        up_to: u64,
+    },
     /// Consumer-group records (committed offsets, group state) to set (`Some`) or delete
     /// (`None`) in the `meta` column family. Keys always carry the group prefix.
     GroupWrite {
@@ -177,6 +197,12 @@ impl Command {
                 }
                 b
             }
+            Command::TruncateLog { up_to } => {
+                let mut b = Vec::with_capacity(9);
+                b.put_u8(TAG_TRUNCATE_LOG);
+                b.put_u64(*up_to);
+                b
+            }
             Command::ExpireProducers {
                 now_ms,
                 expiration_ms,
@@ -214,6 +240,14 @@ impl Command {
                         None => b.put_u8(0),
                     }
                 }
+                b
+            }
+            Command::ForwardedMeta { origin, seq, cmd } => {
+                let mut b = Vec::new();
+                b.put_u8(TAG_FORWARDED_META);
+                b.put_u64(*origin);
+                b.put_u64(*seq);
+                b.put_slice(&serde_json::to_vec(cmd).expect("meta command serialises"));
                 b
             }
             Command::Meta(cmd) => {
@@ -360,6 +394,14 @@ impl Command {
                     batches,
                 }))
             }
+            TAG_TRUNCATE_LOG => {
+                if data.remaining() < 8 {
+                    return Err(err("truncate log"));
+                }
+                Ok(Command::TruncateLog {
+                    up_to: data.get_u64(),
+                })
+            }
             TAG_EXPIRE_PRODUCERS => {
                 if data.remaining() < 16 {
                     return Err(err("expire producers"));
@@ -401,6 +443,16 @@ impl Command {
             TAG_META => serde_json::from_slice(&data)
                 .map(Command::Meta)
                 .map_err(|e| DecodeError(e.to_string())),
+            TAG_FORWARDED_META => {
+                if data.remaining() < 16 {
+                    return Err(err("forwarded meta"));
+                }
+                let origin = data.get_u64();
+                let seq = data.get_u64();
+                serde_json::from_slice(&data)
+                    .map(|cmd| Command::ForwardedMeta { origin, seq, cmd })
+                    .map_err(|e| DecodeError(e.to_string()))
+            }
             t => Err(DecodeError(format!("unknown tag {t}"))),
         }
     }
@@ -443,6 +495,7 @@ mod tests {
                 ],
             },
             Command::DeleteRecords { tp, offset: 99 },
+            Command::TruncateLog { up_to: 1 << 40 },
             Command::CreatePartitions { tps: vec![tp, tp] },
             Command::DeletePartitions { tps: vec![tp] },
             Command::ExpireProducers {
@@ -466,6 +519,11 @@ mod tests {
                 }],
             }),
             Command::Meta(MetaCommand::DeleteTopic { name: "x".into() }),
+            Command::ForwardedMeta {
+                origin: 3,
+                seq: 9,
+                cmd: MetaCommand::DeleteTopic { name: "y".into() },
+            },
             Command::GroupWrite {
                 ops: vec![
                     (b"gk".to_vec(), Some(b"v".to_vec())),

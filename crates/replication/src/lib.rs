@@ -29,6 +29,6 @@ pub mod topic_config;
 pub use error::Error;
 pub use jet_storage::TopicPartition;
 pub use metadata::{ClusterMetadata, PartitionMeta, TopicMeta};
-pub use node::{BrokerInfo, Directory};
 pub use node::{AppendOutcome, AppendTicket, CreateTopic, Node, NodeConfig, ReadResult};
+pub use node::{BrokerInfo, Directory};
 pub use partition::PartitionHandle;

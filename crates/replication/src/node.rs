@@ -48,6 +48,11 @@ pub struct NodeConfig {
     pub max_entry_bytes: usize,
     /// Raft tick.
     pub tick: Duration,
+    /// Fewest Raft entries a leader proposes to delete at once (each proposal is an entry).
+    pub raft_log_gc_entries: u64,
+    /// A follower that hears no leader for a random number of ticks in `[min, max)` stands
+    /// for election (raft-rs's randomized election timeout).
+    pub election_ticks: (usize, usize),
     /// How often retention is checked.
     pub retention_check_interval: Duration,
     /// How long a proposal may wait to be applied.
@@ -87,6 +92,8 @@ impl NodeConfig {
             // while one entry still carries many requests' batches.
             max_entry_bytes: 1 << 20,
             tick: Duration::from_millis(100),
+            raft_log_gc_entries: 64,
+            election_ticks: (10, 20),
             retention_check_interval: Duration::from_secs(30),
             proposal_timeout: Duration::from_secs(30),
             producer_id_expiration_ms: 86_400_000,
@@ -236,11 +243,21 @@ pub const PRODUCER_ID_BLOCK: i64 = 1000;
 impl Node {
     /// Opens the store, restores every shard, starts the driver, and returns once every local
     /// shard has a leader. A data directory of another node or storage format is refused.
-    pub async fn start(mut config: NodeConfig) -> Result<Arc<Node>, Error> {
+    pub async fn start(config: NodeConfig) -> Result<Arc<Node>, Error> {
+        Self::start_clustered(config, None).await
+    }
+
+    /// [`Node::start`] for a node of a cluster: Raft messages to and from the other nodes go
+    /// through `network`. Returns once the cluster is initialised and every shard this node
+    /// holds has a leader (so a cluster node waits for a quorum of its peers).
+    pub async fn start_clustered(
+        mut config: NodeConfig,
+        network: Option<driver::Network>,
+    ) -> Result<Arc<Node>, Error> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             Error::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
-        let (store, stored_shards) = {
+        let (store, stored_shards, stored_members) = {
             let dir = config.data_dir.clone();
             let opts = config.store.clone();
             let node_id = config.node_id;
@@ -248,19 +265,24 @@ impl Node {
                 let store = Store::open(&dir, &opts)?;
                 store.claim_node_id(node_id)?;
                 let doc = store.load_cluster_metadata()?;
-                let shards = match doc {
+                let (shards, members) = match doc {
                     Some(d) => {
-                        serde_json::from_slice::<ClusterMetadata>(&d)
-                            .map_err(|e| Error::Storage(format!("cluster metadata: {e}")))?
-                            .data_shards
+                        let m = serde_json::from_slice::<ClusterMetadata>(&d)
+                            .map_err(|e| Error::Storage(format!("cluster metadata: {e}")))?;
+                        (m.data_shards, m.members.len())
                     }
-                    None => 0,
+                    None => (0, 0),
                 };
-                Ok((store, shards))
+                Ok((store, shards, members))
             })
             .await
             .map_err(|e| Error::Storage(e.to_string()))??
         };
+        if network.is_none() && stored_members > 1 {
+            return Err(Error::Storage(format!(
+                "this node belongs to a cluster of {stored_members} nodes: start it with --seeds (the flags it was started with)"
+            )));
+        }
         // The number of data shards is cluster state, fixed when the cluster was made.
         if stored_shards > 0 && stored_shards != config.data_shards {
             tracing::warn!(
@@ -273,7 +295,14 @@ impl Node {
         let shared = Shared::new(&config);
         let (tx, rx) = mpsc::channel(config.max_pending_proposals.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
-        let handle = driver::spawn(config.clone(), store.clone(), shared.clone(), rx, ready_tx)?;
+        let handle = driver::spawn(
+            config.clone(),
+            store.clone(),
+            shared.clone(),
+            rx,
+            network,
+            ready_tx,
+        )?;
         // Permits are acquired as u32s, so the budget is capped there.
         let append_budget = Arc::new(tokio::sync::Semaphore::new(
             config
@@ -328,12 +357,29 @@ impl Node {
         present: bool,
     ) -> Result<(), Error> {
         let mut rx = self.shared.partitions_changed.subscribe();
+        // Only partitions of shards this node holds ever appear here; the others are created
+        // by their own shards' leaders elsewhere.
+        let meta = self.metadata();
+        let held = |p: i32| {
+            let shard = meta
+                .topic_by_id(&topic_id)
+                .and_then(|t| t.partitions.get(p as usize))
+                .map(|pm| pm.shard);
+            shard.is_none_or(|s| {
+                self.shared
+                    .shards
+                    .get(s as usize)
+                    .is_some_and(|st| st.local.load(std::sync::atomic::Ordering::Acquire))
+            })
+        };
         let all_there = || {
             (0..count).all(|p| {
-                self.shared
-                    .partition(&TopicPartition::new(topic_id, p))
-                    .is_some()
-                    == present
+                (present && !held(p))
+                    || self
+                        .shared
+                        .partition(&TopicPartition::new(topic_id, p))
+                        .is_some()
+                        == present
             })
         };
         let wait = async {
@@ -731,6 +777,25 @@ impl Node {
             tx,
         })
         .await
+    }
+
+    /// Transfers the leadership of every shard this node leads to a caught-up replica, waiting
+    /// at most `within`. Called before a clean stop while the node still serves, so clients
+    /// move to the new leaders on retriable errors. A cluster of one has nobody to hand to.
+    pub async fn hand_off_leadership(&self, within: Duration) {
+        if self.metadata().members.len() < 2 {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        let deadline = std::time::Instant::now() + within;
+        if self
+            .tx
+            .send(DriverMsg::HandOff { deadline, tx })
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(within + Duration::from_secs(1), rx).await;
+        }
     }
 
     /// Stops the driver: pending proposals finish, the WAL is flushed.

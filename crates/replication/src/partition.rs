@@ -26,6 +26,8 @@ pub struct ShardStatus {
     /// The leader's node id as this node's Raft state knows it; 0 when there is none, or when
     /// this node is not a replica of the shard.
     pub leader: AtomicU64,
+    /// True when this node holds a replica of the shard.
+    pub local: AtomicBool,
     /// The shard's voters and, as the leader last computed it, its in-sync replicas.
     pub members: std::sync::Mutex<ShardMembers>,
 }

@@ -22,7 +22,11 @@ pub fn metadata_voters(members: &[u64]) -> Vec<u64> {
     let mut sorted = members.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let n = if sorted.len() >= 5 { 5 } else { sorted.len().min(3) };
+    let n = if sorted.len() >= 5 {
+        5
+    } else {
+        sorted.len().min(3)
+    };
     sorted.truncate(n);
     sorted
 }

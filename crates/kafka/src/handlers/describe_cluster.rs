@@ -1,8 +1,9 @@
 //! DescribeCluster (key 60), versions 0–2: the cluster id, the controller and the brokers.
 //!
-//! The brokers are this node, at the address clients are told to dial ([`Ctx::advertised`]) and
-//! with its rack; it is also the controller (every node holds the metadata shard). Nothing is
-//! ever fenced, so `include_fenced_brokers` (v2) changes nothing and `is_fenced` is false.
+//! The brokers are the live nodes (this one at [`Ctx::advertised`], the others at the client
+//! address they publish in gossip), with their racks; the controller is the metadata shard's
+//! leader. Nothing is ever fenced, so `include_fenced_brokers` (v2) changes nothing and
+//! `is_fenced` is false.
 //!
 //! The Kafka listener is a broker endpoint: a request for CONTROLLERS (v1+ `endpoint_type` 2)
 //! answers MISMATCHED_ENDPOINT_TYPE and an unknown type UNSUPPORTED_ENDPOINT_TYPE, as a Kafka
@@ -68,20 +69,25 @@ pub async fn handle(
             .with_error_code(error.code())
             .with_error_message(Some(StrBytes::from_string(message)));
     }
-    let node_id = ctx.node.node_id();
-    let (host, port) = ctx.advertised();
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(node_id))
-        .with_host(StrBytes::from_string(host))
-        .with_port(port)
-        .with_rack(ctx.config.rack.clone().map(StrBytes::from_string))
-        .with_is_fenced(false);
+    let brokers = ctx
+        .live_brokers()
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(StrBytes::from_string))
+                .with_is_fenced(false)
+        })
+        .collect();
+    let controller = ctx.node.controller_id().map_or(-1, |c| c as i32);
     response
         .with_error_code(0)
         .with_error_message(None)
         .with_cluster_id(StrBytes::from_string(ctx.config.cluster_id.clone()))
-        .with_controller_id(BrokerId(node_id))
-        .with_brokers(vec![broker])
+        .with_controller_id(BrokerId(controller))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             CLUSTER_OPERATIONS
         } else {

@@ -1,6 +1,7 @@
 //! Metadata (key 3): brokers, topics, partitions and their leaders, versions 0–13.
 //!
-//! - Brokers: this node, at [`Ctx::advertised`]; it is also the controller.
+//! - Brokers: this node at [`Ctx::advertised`], and every other live node at the client address
+//!   it publishes in gossip. The controller is the metadata shard's leader.
 //! - Topics: all of them for a null list (and, in v0, for an empty one); otherwise the named
 //!   ones, or — v10+ — the ones named by id (unknown ids answer UNKNOWN_TOPIC_ID).
 //! - Auto-creation: an unknown topic named in a request is created with the server's default
@@ -9,12 +10,14 @@
 //!   clients racing to create the same topic both succeed: TopicAlreadyExists is success here.
 //!   Creation waits for the metadata shard, so the new topic is described in full in this
 //!   response rather than with Kafka's LEADER_NOT_AVAILABLE-then-retry.
-//! - Partitions: leader is this node while it leads the partition's shard, with the shard's
-//!   term as leader epoch; replicas and ISR are this node. A partition whose shard has no
-//!   leader here (an election in progress) answers LEADER_NOT_AVAILABLE, which clients retry.
+//! - Partitions: the leader is the leader of the partition's shard, with the shard's term as
+//!   leader epoch; replicas are the shard's voters; ISR the voters in sync with the leader
+//!   ([`jet_replication::Node::shard_isr`]). A partition whose shard has no known leader (an
+//!   election in progress), or whose leader's address is not known yet, answers
+//!   LEADER_NOT_AVAILABLE, which clients retry.
 
 use futures::future::join_all;
-use jet_replication::{CreateTopic, Error, TopicMeta, TopicPartition};
+use jet_replication::{CreateTopic, Error, TopicMeta};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -54,13 +57,18 @@ const fn bits(ops: &[u32]) -> i32 {
 /// Answers a Metadata request.
 pub async fn handle(ctx: &Ctx, header: &RequestHeader, req: MetadataRequest) -> MetadataResponse {
     let version = header.request_api_version;
-    let node_id = ctx.node.node_id();
-    let (host, port) = ctx.advertised();
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(node_id))
-        .with_host(StrBytes::from_string(host))
-        .with_port(port)
-        .with_rack(ctx.config.rack.clone().map(StrBytes::from_string));
+    let brokers = ctx
+        .live_brokers()
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
+    let controller = ctx.node.controller_id().map_or(-1, |c| c as i32);
 
     let include_topic_operations = version >= 8 && req.include_topic_authorized_operations;
     // v0 has no null list: an empty one means every topic.
@@ -104,9 +112,9 @@ pub async fn handle(ctx: &Ctx, header: &RequestHeader, req: MetadataRequest) -> 
     };
 
     MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(ctx.config.cluster_id.clone())))
-        .with_controller_id(BrokerId(node_id))
+        .with_controller_id(BrokerId(controller))
         .with_topics(topics)
         // Only v8–v10 carry cluster operations; kafka-protocol refuses a value elsewhere.
         .with_cluster_authorized_operations(
@@ -177,26 +185,24 @@ fn unknown_topic(
 }
 
 fn describe_topic(ctx: &Ctx, topic: &TopicMeta, include_operations: bool) -> MetadataResponseTopic {
-    let node_id = ctx.node.node_id();
-    let partitions = (0..topic.partitions.len())
-        .map(|index| {
-            let index = index as i32;
+    let ids = |nodes: Vec<u64>| nodes.into_iter().map(|n| BrokerId(n as i32)).collect();
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, pm)| {
             let partition = MetadataResponsePartition::default()
-                .with_partition_index(index)
-                .with_replica_nodes(vec![BrokerId(node_id)])
-                .with_isr_nodes(vec![BrokerId(node_id)]);
-            match ctx.node.partition(&TopicPartition::new(topic.id, index)) {
-                Some(handle) if handle.is_leader() => partition
-                    .with_leader_id(BrokerId(node_id))
-                    .with_leader_epoch(handle.leader_epoch()),
-                Some(handle) => partition
+                .with_partition_index(index as i32)
+                .with_replica_nodes(ids(ctx.node.shard_replicas(pm.shard)))
+                .with_isr_nodes(ids(ctx.node.shard_isr(pm.shard)));
+            match ctx.node.shard_leader(pm.shard) {
+                Some((leader, epoch)) if ctx.broker_endpoint(leader).is_some() => partition
+                    .with_leader_id(BrokerId(leader as i32))
+                    .with_leader_epoch(epoch),
+                _ => partition
                     .with_error_code(ResponseError::LeaderNotAvailable.code())
                     .with_leader_id(BrokerId(-1))
-                    .with_leader_epoch(handle.leader_epoch()),
-                None => partition
-                    .with_error_code(ResponseError::LeaderNotAvailable.code())
-                    .with_leader_id(BrokerId(-1))
-                    .with_leader_epoch(-1),
+                    .with_leader_epoch(ctx.node.leader_epoch(pm.shard)),
             }
         })
         .collect();

@@ -37,6 +37,12 @@ pub(crate) enum Applied {
     Append(Vec<Result<AppendOutcome, Error>>),
     DeleteRecords(Result<i64, Error>),
     Meta(Result<MetaEffect, Error>),
+    /// A forwarded metadata change: answered on its origin node, by proposal number.
+    ForwardedMeta {
+        origin: u64,
+        seq: u64,
+        result: Result<MetaEffect, Error>,
+    },
     GroupWrite(Result<(), Error>),
     Nothing,
 }
@@ -54,6 +60,8 @@ pub(crate) struct Publish {
     pub stored: HashMap<TopicPartition, Vec<(i64, i64, Bytes)>>,
     /// Partitions compacted below an offset: cached batches there are stale.
     pub compacted: Vec<(TopicPartition, i64)>,
+    /// Shards whose Raft entries up to an index may be deleted ([`Command::TruncateLog`]).
+    pub truncate: BTreeMap<u64, u64>,
 }
 
 /// The writes of one turn of applies, and what to publish after them.
@@ -137,6 +145,14 @@ impl Machine {
                 Applied::DeleteRecords(self.apply_delete_records(shard, tp, offset, turn))
             }
             Command::Meta(cmd) if metadata_shard => Applied::Meta(self.apply_meta(cmd, turn)),
+            Command::ForwardedMeta { origin, seq, cmd } if metadata_shard => {
+                Applied::ForwardedMeta {
+                    origin,
+                    seq,
+                    result: self.apply_meta(cmd, turn),
+                }
+            }
+            Command::ForwardedMeta { .. } => Applied::Nothing,
             Command::Meta(_) => Applied::Meta(Err(Error::InvalidRequest(
                 "metadata command on a data shard".into(),
             ))),
@@ -157,6 +173,11 @@ impl Machine {
                         turn.publish.deleted.push(tp);
                     }
                 }
+                Applied::Nothing
+            }
+            Command::TruncateLog { up_to } => {
+                let t = turn.publish.truncate.entry(shard).or_default();
+                *t = (*t).max(up_to);
                 Applied::Nothing
             }
             Command::ExpireProducers {

@@ -11,8 +11,13 @@
 //!    write it, then publish the new watermarks and answer the proposals by (term, index);
 //! 5. delete Raft entries that no partition refers to any more.
 //!
-//! Module map: [`apply`] (the state machine, a pure function of the log), [`restore`] (start-up
-//! from RocksDB), this file (the loop and proposals).
+//! Module map: [`apply`] (the state machine, a pure function of the log), `ready` (persist,
+//! send, apply, answer, agreed log truncation), `leadership` (what is published about each
+//! shard: leader, ISR; leader balance and hand-off), [`network`] (Raft messages over the peer
+//! transport), [`restore`] (start-up from RocksDB), this file (the loop and proposals).
+//!
+//! A node runs only the shards it holds a replica of. Messages from peers arrive on the
+//! transport's inbound channel and are stepped into their shard at the start of a turn.
 //!
 //! It is a dedicated OS thread, not a tokio task, because RocksDB writes with fsync block.
 //! It waits for work on a small current-thread runtime of its own, so requests wake it at once.
@@ -22,14 +27,20 @@
 pub(crate) mod apply;
 #[cfg(test)]
 mod apply_tests;
+mod leadership;
+pub mod network;
+mod ready;
 mod restore;
+#[cfg(test)]
+mod sim_tests;
 mod telemetry;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use jet_cluster::Inbound;
 use jet_storage::{ShardLog, Store, TopicPartition};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot};
@@ -39,7 +50,40 @@ use crate::metadata::{MetaCommand, MetaEffect};
 use crate::node::{now_ms, AppendOutcome, NodeConfig, Shared};
 use crate::topic_config;
 use crate::Error;
-use apply::{Applied, Machine, Turn};
+use apply::Machine;
+use network::{PeerSink, RaftMessage, Transport};
+
+/// The driver's time: the real clocks, or a simulated one that a test advances (a seeded
+/// simulation must not read the machine's clocks to replay exactly).
+#[derive(Clone, Debug)]
+pub(crate) enum Clock {
+    Real,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Sim {
+        base: Instant,
+        ms: Arc<std::sync::atomic::AtomicU64>,
+    },
+}
+
+impl Clock {
+    /// Monotonic time.
+    pub fn now(&self) -> Instant {
+        match self {
+            Clock::Real => Instant::now(),
+            Clock::Sim { base, ms } => {
+                *base + std::time::Duration::from_millis(ms.load(Ordering::Acquire))
+            }
+        }
+    }
+
+    /// Wall-clock milliseconds, for what the proposer stamps into entries.
+    pub fn wall_ms(&self) -> i64 {
+        match self {
+            Clock::Real => now_ms(),
+            Clock::Sim { ms, .. } => 1_700_000_000_000 + ms.load(Ordering::Acquire) as i64,
+        }
+    }
+}
 
 /// Shard 0 holds the cluster metadata.
 pub const METADATA_SHARD: u64 = 0;
@@ -90,10 +134,17 @@ pub(crate) enum DriverMsg {
         cmd: Command,
         tx: oneshot::Sender<Result<(), Error>>,
     },
-    /// Change the cluster metadata.
+    /// Change the cluster metadata (forwarded to the metadata leader by Raft when this node
+    /// does not lead the metadata shard).
     Meta {
         cmd: MetaCommand,
         tx: oneshot::Sender<Result<MetaEffect, Error>>,
+    },
+    /// Transfer the leadership of every shard this node leads to a caught-up replica (before a
+    /// clean stop); answered once this node leads nothing, or at the deadline.
+    HandOff {
+        deadline: Instant,
+        tx: oneshot::Sender<()>,
     },
     /// Finish what is queued, then stop.
     Shutdown { tx: oneshot::Sender<()> },
@@ -137,6 +188,20 @@ struct Shard {
     id: u64,
     raw: RawNode<ShardLog>,
     applied: u64,
+    /// The term of the last applied entry: a leader serves once it applied an entry of its
+    /// own term, so every earlier entry is applied.
+    applied_term: u64,
+    /// When this node last became the shard's leader.
+    leader_since: Option<Instant>,
+    /// When each follower last had every entry the leader had (Kafka's ISR rule).
+    caught_up: HashMap<u64, Instant>,
+    /// When leadership was last handed to the preferred replica.
+    last_transfer: Option<Instant>,
+    /// The leader's last index at the previous tick, and when (for the ISR rule).
+    prev_last: (u64, Instant),
+    /// The highest `TruncateLog` this node proposed, and when.
+    truncate_proposed: u64,
+    last_truncate_proposal: Instant,
     /// Proposals waiting for their entry, by index; the term tells whether the entry that gets
     /// applied at that index is still theirs, the instant how long it took.
     pending: BTreeMap<u64, (u64, Waiters, Instant)>,
@@ -148,7 +213,20 @@ struct Driver {
     config: NodeConfig,
     store: Store,
     shared: Arc<Shared>,
+    /// The shards this node holds a replica of, by increasing id.
     shards: Vec<Shard>,
+    /// Shard id → position in `shards`.
+    slots: Vec<Option<usize>>,
+    /// The peer transport; `None` for a cluster of one.
+    net: Option<Arc<dyn PeerSink>>,
+    /// Metadata proposals forwarded to the leader, by proposal number.
+    forwarded: HashMap<u64, (Waiters, Instant)>,
+    forward_seq: u64,
+    /// A hand-off in progress: answered when this node leads nothing.
+    hand_off: Option<(Instant, oneshot::Sender<()>)>,
+    /// Set when the metadata changed: shard members are published again.
+    members_due: bool,
+    clock: Clock,
     machine: Machine,
     /// Partitions with a create or delete proposed and not yet applied.
     reconciling: HashSet<TopicPartition>,
@@ -162,11 +240,20 @@ struct Driver {
     leadership_reported: bool,
 }
 
+/// The transport and its inbound messages, for a node in a cluster.
+pub struct Network {
+    /// Sends to peers.
+    pub transport: Transport,
+    /// What peers sent.
+    pub inbound: mpsc::Receiver<Inbound<RaftMessage>>,
+}
+
 pub(crate) fn spawn(
     config: NodeConfig,
     store: Store,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<DriverMsg>,
+    network: Option<Network>,
     ready: oneshot::Sender<Result<(), Error>>,
 ) -> Result<std::thread::JoinHandle<()>, Error> {
     std::thread::Builder::new()
@@ -185,8 +272,12 @@ pub(crate) fn spawn(
                         return Err(e);
                     }
                 };
-                match Driver::open(config, store, shared) {
-                    Ok(driver) => driver.run(&rt, rx, ready),
+                let (transport, inbound) = match network {
+                    Some(n) => (Some(n.transport as Arc<dyn PeerSink>), Some(n.inbound)),
+                    None => (None, None),
+                };
+                match Driver::open(config, store, shared, transport, Clock::Real) {
+                    Ok(driver) => driver.run(&rt, rx, inbound, ready),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot open shards");
                         let _ = ready.send(Err(e.clone()));
@@ -216,9 +307,11 @@ impl Driver {
         mut self,
         rt: &tokio::runtime::Runtime,
         mut rx: mpsc::Receiver<DriverMsg>,
+        mut inbound: Option<mpsc::Receiver<Inbound<RaftMessage>>>,
         ready: oneshot::Sender<Result<(), Error>>,
     ) -> Result<(), Error> {
         let mut ready = Some(ready);
+        let mut peer_msgs = Vec::new();
         let mut next_tick = Instant::now() + self.config.tick;
         let mut shutdown: Option<oneshot::Sender<()>> = None;
         let mut msgs = Vec::new();
@@ -236,8 +329,15 @@ impl Driver {
                     if has_work {
                         return;
                     }
+                    let peers = async {
+                        match inbound.as_mut() {
+                            Some(i) => i.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         m = rx.recv() => msgs.push(m.unwrap_or(DriverMsg::Shutdown { tx: oneshot::channel().0 })),
+                        Some(m) = peers => peer_msgs.push(m),
                         _ = tokio::time::sleep_until(deadline) => {}
                     }
                 });
@@ -247,6 +347,17 @@ impl Driver {
                         Err(_) => break,
                     }
                 }
+            }
+            if let Some(i) = inbound.as_mut() {
+                while peer_msgs.len() < MAX_MESSAGES_PER_TURN {
+                    match i.try_recv() {
+                        Ok(m) => peer_msgs.push(m),
+                        Err(_) => break,
+                    }
+                }
+            }
+            for m in peer_msgs.drain(..) {
+                self.step(m);
             }
             for m in msgs.drain(..) {
                 match m {
@@ -265,24 +376,11 @@ impl Driver {
                     }
                 }
             }
-            self.propose_queued();
-
-            // 2. Tick, and the leader's own proposals.
-            if Instant::now() >= next_tick {
-                for s in &mut self.shards {
-                    s.raw.tick();
-                }
+            let tick = Instant::now() >= next_tick;
+            if tick {
                 next_tick = Instant::now() + self.config.tick;
-                self.truncate_raft_logs()?;
-                self.expire_producers();
-                self.report_metrics();
             }
-            if self.reconcile_due {
-                self.reconcile();
-            }
-
-            // 3-5. Persist, apply, answer.
-            if let Err(e) = self.handle_ready() {
+            if let Err(e) = self.turn(tick) {
                 // A failed RocksDB write leaves memory ahead of disk: stop serving rather than
                 // acknowledge data that may not be there. The process exits; replay at the next
                 // start makes the state exact.
@@ -294,13 +392,14 @@ impl Driver {
                 }
                 return Err(e);
             }
-            self.publish_leadership(true);
+            // Serving starts once the cluster is initialised and every local shard has a
+            // leader that serves (on one node: this node leads them all).
             if ready.is_some()
                 && self.machine.metadata.data_shards > 0
-                && self
-                    .shards
-                    .iter()
-                    .all(|s| s.raw.raft.state == StateRole::Leader)
+                && self.shards.iter().all(|s| {
+                    let l = s.raw.raft.leader_id;
+                    l != 0 && (l != self.config.node_id || s.applied_term == s.raw.raft.term)
+                })
             {
                 if let Some(r) = ready.take() {
                     let _ = r.send(Ok(()));
@@ -323,42 +422,30 @@ impl Driver {
         }
     }
 
-    fn publish_leadership(&mut self, alive: bool) {
-        let first = !self.leadership_reported;
-        self.leadership_reported = true;
-        for s in &self.shards {
-            let status = &self.shared.shards[s.id as usize];
-            let leader = alive && s.raw.raft.state == StateRole::Leader;
-            status.term.store(s.raw.raft.term, Ordering::Release);
-            let was = status.is_leader.swap(leader, Ordering::AcqRel);
-            if leader && !was {
-                // A new leader checks that its shard holds exactly the metadata's partitions.
-                self.reconcile_due = true;
+    /// Steps 1 (what was taken is proposed) to 5 of a turn; `tick` when a Raft tick is due.
+    /// The loop above and the deterministic simulation both drive the driver through this.
+    fn turn(&mut self, tick: bool) -> Result<(), Error> {
+        self.propose_queued();
+        // 2. Tick, and the leader's own proposals.
+        if tick {
+            for s in &mut self.shards {
+                s.raw.tick();
             }
-            if first || leader != was {
-                telemetry::leadership(s.id, leader, leader != was);
-            }
+            self.propose_truncations();
+            self.expire_producers();
+            self.track_followers();
+            self.balance_leaders();
+            self.expire_forwarded();
+            self.report_metrics();
         }
-    }
-
-    /// Storage counters and followers' lag, every few seconds.
-    fn report_metrics(&mut self) {
-        if Instant::now() < self.next_metrics {
-            return;
+        if self.reconcile_due {
+            self.reconcile();
         }
-        self.next_metrics = Instant::now() + std::time::Duration::from_secs(5);
-        telemetry::storage(&self.store, &self.config.data_dir);
-        for s in &self.shards {
-            if s.raw.raft.state != StateRole::Leader {
-                continue;
-            }
-            let last = s.raw.raft.raft_log.last_index();
-            for (id, pr) in s.raw.raft.prs().iter() {
-                if *id != self.config.node_id {
-                    telemetry::follower_lag(s.id, *id, last.saturating_sub(pr.matched));
-                }
-            }
-        }
+        // 3-5. Persist, apply, answer.
+        self.handle_ready()?;
+        self.publish_leadership(true);
+        self.continue_hand_off();
+        Ok(())
     }
 
     fn fail_all(&mut self, e: Error) {
@@ -370,13 +457,61 @@ impl Driver {
                 let _ = tx.send(Err(e.clone()));
             }
         }
+        for (_, (w, _)) in self.forwarded.drain() {
+            w.fail(e.clone());
+        }
         self.reconciling.clear();
+    }
+
+    fn shard_ref(&self, id: u64) -> Option<&Shard> {
+        let i = (*self.slots.get(id as usize)?)?;
+        self.shards.get(i)
+    }
+
+    fn shard_mut(&mut self, id: u64) -> Option<&mut Shard> {
+        let i = (*self.slots.get(id as usize)?)?;
+        self.shards.get_mut(i)
+    }
+
+    /// Steps a peer's message into its shard. Messages for shards this node does not hold, or
+    /// that raft-rs refuses (a stranger's), are dropped: Raft needs no answer to them.
+    fn step(&mut self, m: Inbound<RaftMessage>) {
+        let from = m.from_node;
+        let msg = m.message.0;
+        if msg.from != from {
+            tracing::warn!(
+                from,
+                claimed = msg.from,
+                "dropping a raft message whose sender does not match its connection"
+            );
+            return;
+        }
+        let Some(s) = self.shard_mut(m.shard_id) else {
+            tracing::debug!(
+                from,
+                shard = m.shard_id,
+                "raft message for a shard this node does not hold"
+            );
+            return;
+        };
+        if let Err(e) = s.raw.step(msg) {
+            tracing::debug!(from, shard = m.shard_id, error = %e, "raft message refused");
+        }
+    }
+
+    /// Forwarded proposals whose entry never came back (the leader changed and dropped it)
+    /// are forgotten once their requester has stopped waiting.
+    fn expire_forwarded(&mut self) {
+        let timeout = self.config.proposal_timeout;
+        let now = self.clock.now();
+        self.forwarded
+            .retain(|_, (_, at)| now.duration_since(*at) < timeout);
     }
 
     /// Queues an append, or proposes a one-off command at once.
     fn take(&mut self, m: DriverMsg) {
         match m {
-            DriverMsg::Append { shard, item, tx } => match self.shards.get_mut(shard as usize) {
+            DriverMsg::Append { shard, item, tx } => match self.shard_mut(shard) {
                 Some(s) if shard != METADATA_SHARD => s.queued.push((item, tx)),
                 _ => {
                     let _ = tx.send(Err(Error::UnknownTopicOrPartition));
@@ -402,24 +537,58 @@ impl Driver {
                 let data = Command::Meta(cmd).encode();
                 self.propose(METADATA_SHARD, data, Waiters::Meta(tx));
             }
+            DriverMsg::HandOff { deadline, tx } => {
+                self.hand_off = Some((deadline, tx));
+            }
             DriverMsg::Shutdown { .. } => {}
         }
     }
 
     fn propose(&mut self, shard: u64, data: Vec<u8>, waiters: Waiters) {
-        let Some(s) = self.shards.get_mut(shard as usize) else {
-            waiters.fail(Error::UnknownTopicOrPartition);
+        let Some(i) = self.slots.get(shard as usize).copied().flatten() else {
+            // Not a replica of this shard: the leader is elsewhere.
+            waiters.fail(Error::NotLeader);
             return;
         };
-        if s.raw.raft.state != StateRole::Leader {
+        let raft = &self.shards[i].raw.raft;
+        if raft.state != StateRole::Leader {
+            let forward = shard == METADATA_SHARD
+                && raft.leader_id != 0
+                && matches!(waiters, Waiters::Meta(_));
+            if forward {
+                // Raft forwards the proposal to the leader; the entry comes back through the
+                // log naming this node and proposal, and is answered when applied here.
+                let Ok(Command::Meta(cmd)) = Command::decode(data.into()) else {
+                    waiters.fail(Error::NotLeader);
+                    return;
+                };
+                self.forward_seq += 1;
+                let seq = self.forward_seq;
+                let data = Command::ForwardedMeta {
+                    origin: self.config.node_id,
+                    seq,
+                    cmd,
+                }
+                .encode();
+                match self.shards[i].raw.propose(Vec::new(), data) {
+                    Ok(()) => {
+                        let now = self.clock.now();
+                        self.forwarded.insert(seq, (waiters, now));
+                    }
+                    Err(_) => waiters.fail(Error::NotLeader),
+                }
+                return;
+            }
             self.reject(waiters, Error::NotLeader);
             return;
         }
+        let now = self.clock.now();
+        let s = &mut self.shards[i];
         match s.raw.propose(Vec::new(), data) {
             Ok(()) => {
                 let index = s.raw.raft.raft_log.last_index();
                 let term = s.raw.raft.term;
-                s.pending.insert(index, (term, waiters, Instant::now()));
+                s.pending.insert(index, (term, waiters, now));
                 telemetry::proposed(shard);
             }
             Err(e) => {
@@ -443,7 +612,7 @@ impl Driver {
     /// Turns each shard's queued appends into as few entries as fit `max_entry_bytes`. The
     /// proposer's clock is the LogAppendTime of every batch of such topics in the entry.
     fn propose_queued(&mut self) {
-        let now = now_ms();
+        let now = self.clock.wall_ms();
         let max = self.config.max_entry_bytes;
         for i in 0..self.shards.len() {
             let queued = std::mem::take(&mut self.shards[i].queued);
@@ -453,7 +622,8 @@ impl Driver {
             for (item, tx) in queued {
                 if !items.is_empty() && size + item.batches.len() > max {
                     let data = self.encode_append(now, &std::mem::take(&mut items));
-                    self.propose(i as u64, data, Waiters::Append(std::mem::take(&mut txs)));
+                    let id = self.shards[i].id;
+                    self.propose(id, data, Waiters::Append(std::mem::take(&mut txs)));
                     size = 0;
                 }
                 size += item.batches.len();
@@ -462,7 +632,8 @@ impl Driver {
             }
             if !items.is_empty() {
                 let data = self.encode_append(now, &items);
-                self.propose(i as u64, data, Waiters::Append(txs));
+                let id = self.shards[i].id;
+                self.propose(id, data, Waiters::Append(txs));
             }
         }
     }
@@ -507,8 +678,7 @@ impl Driver {
             )
         {
             let leads = self
-                .shards
-                .get(shard as usize)
+                .shard_ref(shard)
                 .is_some_and(|s| s.raw.raft.state == StateRole::Leader);
             if shard == METADATA_SHARD || !leads {
                 continue;
@@ -517,7 +687,9 @@ impl Driver {
             self.propose(shard, cmd.encode(), Waiters::Reconcile(tps));
         }
         if self.machine.metadata.data_shards == 0
-            && self.shards[METADATA_SHARD as usize].raw.raft.state == StateRole::Leader
+            && self
+                .shard_ref(METADATA_SHARD)
+                .is_some_and(|s| s.raw.raft.state == StateRole::Leader)
         {
             let init = MetaCommand::Init {
                 data_shards: self.config.data_shards,
@@ -534,232 +706,26 @@ impl Driver {
 
     /// Proposes producer expiry on the data shards this node leads, at most once a minute.
     fn expire_producers(&mut self) {
-        if Instant::now() < self.next_producer_expiry {
+        let now = self.clock.now();
+        if now < self.next_producer_expiry {
             return;
         }
         let expiration_ms = self.config.producer_id_expiration_ms;
         let every = std::time::Duration::from_millis(expiration_ms.clamp(1, 60_000) as u64);
-        self.next_producer_expiry = Instant::now() + every;
+        self.next_producer_expiry = now + every;
         let cmd = Command::ExpireProducers {
-            now_ms: now_ms(),
+            now_ms: self.clock.wall_ms(),
             expiration_ms,
         }
         .encode();
-        for i in 1..self.shards.len() {
-            if self.shards[i].raw.raft.state == StateRole::Leader {
-                self.propose(i as u64, cmd.clone(), Waiters::Nobody);
-            }
-        }
-    }
-
-    /// Deletes the Raft entries of each shard that are applied and that no partition's kept
-    /// batches lie in (single-voter shards: every replica has them once persisted).
-    fn truncate_raft_logs(&mut self) -> Result<(), Error> {
-        let mut floor: Vec<u64> = self.shards.iter().map(|s| s.applied).collect();
-        for part in self.machine.parts.values() {
-            let st = &part.state;
-            if st.first_raft_index > 0 {
-                if let Some(f) = floor.get_mut(st.shard as usize) {
-                    *f = (*f).min(st.first_raft_index - 1);
-                }
-            }
-        }
-        let mut wb = self.store.batch();
-        let mut truncated = Vec::new();
-        for (s, to) in self.shards.iter().zip(floor) {
-            let (from, _) = s.raw.store().truncated();
-            // Range deletes are cheap but not free: batch them up.
-            if to < from + 64 && !(to > from && to == s.applied) {
-                continue;
-            }
-            let Ok(term) = raft::Storage::term(s.raw.store(), to) else {
-                continue;
-            };
-            wb.truncate_raft_log(s.id, to, term);
-            truncated.push((s.id, to, term));
-        }
-        if truncated.is_empty() {
-            return Ok(());
-        }
-        // Unlogged like the apply writes: a lost truncation only leaves entries to delete again.
-        self.store.write_unlogged(wb)?;
-        for (id, to, term) in truncated {
-            self.shards[id as usize].raw.mut_store().compact(to, term);
-        }
-        Ok(())
-    }
-
-    fn handle_ready(&mut self) -> Result<(), Error> {
-        // 3. Persist every shard's new entries and hard state in one write.
-        let mut persist = self.store.batch();
-        let mut readies = Vec::new();
-        for (i, s) in self.shards.iter_mut().enumerate() {
-            if !s.raw.has_ready() {
-                continue;
-            }
-            let mut rd = s.raw.ready();
-            // Single-voter shards have no peers; messages to peers would go here.
-            debug_assert!(rd.messages().is_empty());
-            let committed = rd.take_committed_entries();
-            if !rd.entries().is_empty() {
-                if s.raw.store().conflicts(rd.entries()) {
-                    persist.delete_raft_entries_from(s.id, rd.entries()[0].index);
-                }
-                for e in rd.entries() {
-                    persist.put_raft_entry(s.id, e)?;
-                }
-                s.raw.mut_store().append(rd.entries());
-            }
-            if let Some(hs) = rd.hs() {
-                persist.put_hard_state(s.id, hs)?;
-                s.raw.mut_store().set_hard_state(hs.clone());
-            }
-            readies.push((i, rd, committed));
-        }
-        if readies.is_empty() {
-            return Ok(());
-        }
-        if !persist.is_empty() {
-            let entries = readies.iter().map(|(_, rd, _)| rd.entries().len()).sum();
-            let started = Instant::now();
-            self.store.write(persist, self.config.fsync)?;
-            telemetry::persisted(entries, started.elapsed());
-        }
-
-        // 4. Advance and apply.
-        let mut turn = Turn::new(&self.store);
-        let mut answers = Vec::new();
-        for (i, rd, committed) in readies {
-            let mut light = self.shards[i].raw.advance(rd);
-            if let Some(commit) = light.commit_index() {
-                self.shards[i].raw.mut_store().set_commit(commit);
-            }
-            let mut entries = committed;
-            entries.extend(light.take_committed_entries());
-            if entries.is_empty() {
-                continue;
-            }
-            let id = self.shards[i].id;
-            let hs = self.shards[i].raw.store().hard_state().clone();
-            turn.applied.insert(id, (self.shards[i].applied, hs));
-            for e in &entries {
-                let applied = self.machine.apply_entry(id, e, &mut turn);
-                self.take_waiters(i, e.index, e.term, applied, &mut answers);
-            }
-            let s = &mut self.shards[i];
-            let last = entries.last().map_or(s.applied, |e| e.index);
-            s.applied = last;
-            s.raw.advance_apply_to(last);
-            s.raw.mut_store().release_applied(last);
-        }
-        self.machine.finish_writes(&mut turn)?;
-        self.store.write_unlogged(turn.wb)?;
-        self.publish(turn.publish, answers);
-        Ok(())
-    }
-
-    /// Pairs an applied entry with the proposal waiting for it, if it is still that proposal's.
-    fn take_waiters(
-        &mut self,
-        shard: usize,
-        index: u64,
-        term: u64,
-        applied: Applied,
-        answers: &mut Vec<(Waiters, Applied)>,
-    ) {
-        let s = &mut self.shards[shard];
-        // Waiters of earlier indexes whose entries were replaced by another leader's.
-        let mut lost = Vec::new();
-        while let Some((&idx, _)) = s.pending.first_key_value() {
-            if idx >= index {
-                break;
-            }
-            if let Some((_, (_, w, _))) = s.pending.pop_first() {
-                lost.push(w);
-            }
-        }
-        let id = s.id;
-        let mine = match s.pending.remove(&index) {
-            Some((t, w, proposed)) if t == term => {
-                telemetry::committed(id, proposed.elapsed());
-                Some(w)
-            }
-            Some((_, w, _)) => {
-                lost.push(w);
-                None
-            }
-            None => None,
-        };
-        for w in lost {
-            self.reject(w, Error::NotLeader);
-        }
-        if let Some(w) = mine {
-            answers.push((w, applied));
-        }
-    }
-
-    /// Makes applied state visible and answers waiters, after the apply batch is written.
-    fn publish(&mut self, p: apply::Publish, answers: Vec<(Waiters, Applied)>) {
-        if p.metadata {
-            *self.shared.metadata.write().expect("metadata lock") =
-                Arc::new(self.machine.metadata.clone());
-            self.reconcile_due = true;
-        }
-        if !p.created.is_empty() || !p.deleted.is_empty() {
-            let mut map = self.shared.partitions.write().expect("partitions lock");
-            for tp in &p.deleted {
-                map.remove(tp);
-            }
-            for tp in &p.created {
-                if let Some(part) = self.machine.parts.get(tp) {
-                    map.insert(*tp, part.handle.clone());
-                }
-            }
-            drop(map);
-            self.shared.partitions_changed.send_modify(|v| *v += 1);
-        }
-        for (tp, up_to) in &p.compacted {
-            if let Some(part) = self.machine.parts.get(tp) {
-                part.handle.forget_cached_below(*up_to);
-            }
-        }
-        let mut stored = p.stored;
-        for tp in &p.partitions {
-            if let Some(part) = self.machine.parts.get(tp) {
-                // Cache first, then advance the high watermark: a reader that sees the new
-                // watermark finds the batches in the cache or the store.
-                let batches = stored.remove(tp).unwrap_or_default();
-                part.handle.cache(batches, part.state.log_start_offset);
-                part.handle.publish(&part.state);
-            }
-        }
-        for (w, applied) in answers {
-            match (w, applied) {
-                (Waiters::Append(txs), Applied::Append(results)) => {
-                    for (tx, r) in txs.into_iter().zip(results) {
-                        let _ = tx.send(r);
-                    }
-                }
-                (Waiters::DeleteRecords(tx), Applied::DeleteRecords(r)) => {
-                    let _ = tx.send(r);
-                }
-                (Waiters::Meta(tx), Applied::Meta(r)) => {
-                    let _ = tx.send(r);
-                }
-                (Waiters::GroupWrite(tx), Applied::GroupWrite(r)) => {
-                    let _ = tx.send(r);
-                }
-                (Waiters::Applied(tx), _) => {
-                    let _ = tx.send(Ok(()));
-                }
-                (Waiters::Reconcile(tps), _) => {
-                    for tp in tps {
-                        self.reconciling.remove(&tp);
-                    }
-                }
-                (Waiters::Nobody, _) => {}
-                (w, _) => w.fail(Error::NotLeader),
-            }
+        let led: Vec<u64> = self
+            .shards
+            .iter()
+            .filter(|s| s.id != METADATA_SHARD && s.raw.raft.state == StateRole::Leader)
+            .map(|s| s.id)
+            .collect();
+        for id in led {
+            self.propose(id, cmd.clone(), Waiters::Nobody);
         }
     }
 }

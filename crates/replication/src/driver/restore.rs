@@ -7,17 +7,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 use jet_storage::{ShardLog, Store};
 use raft::eraftpb::ConfState;
 use raft::RawNode;
 
 use super::apply::{Machine, Part};
-use super::{Driver, Shard};
+use super::network::PeerSink;
+use super::{Clock, Driver, Shard, METADATA_SHARD};
 use crate::metadata::ClusterMetadata;
 use crate::node::{NodeConfig, Shared};
 use crate::partition::PartitionHandle;
+use crate::placement;
 use crate::producer::ProducerEntry;
 use crate::Error;
 
@@ -80,50 +81,116 @@ impl Driver {
         config: NodeConfig,
         store: Store,
         shared: Arc<Shared>,
+        net: Option<Arc<dyn PeerSink>>,
+        clock: Clock,
     ) -> Result<Driver, Error> {
+        let now = clock.now();
         let metadata: ClusterMetadata = match store.load_cluster_metadata()? {
             Some(doc) => serde_json::from_slice(&doc)
                 .map_err(|e| Error::Storage(format!("cluster metadata: {e}")))?,
             None => ClusterMetadata::default(),
         };
+        let me = config.node_id;
+        // A new shard's first configuration comes from placement over the members the cluster
+        // is formed with: every node started with the same flags derives the same voters.
+        let mut members = config.members.clone();
+        if members.is_empty() {
+            members.push(me);
+        }
+        let placement = placement::place_shards(
+            &members,
+            config.data_shards,
+            config.replication_factor as usize,
+        );
 
         let mut boot = store.batch();
         let mut shards = Vec::new();
+        let mut slots = vec![None; config.data_shards as usize + 1];
+        // Shards are only ever created with the cluster: a data directory that holds the
+        // metadata shard never bootstraps another (its members were fixed when it was made).
+        let mut new_cluster = true;
         for id in 0..=config.data_shards {
-            let log = match store.load_shard(id)? {
-                Some(found) => found,
+            let (log, fresh, preferred) = match store.load_shard(id)? {
+                Some(found) => {
+                    if id == METADATA_SHARD {
+                        new_cluster = false;
+                    }
+                    (found, false, None)
+                }
+                None if !new_cluster => continue,
                 None => {
+                    let voters = placement.get(&id).cloned().unwrap_or_default();
+                    let holds =
+                        voters.contains(&me) || (id == METADATA_SHARD && members.contains(&me));
+                    if !holds {
+                        continue;
+                    }
+                    let learners = if id == METADATA_SHARD {
+                        members
+                            .iter()
+                            .copied()
+                            .filter(|m| !voters.contains(m))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     let cs = ConfState {
-                        voters: vec![config.node_id],
+                        voters: voters.clone(),
+                        learners,
                         ..Default::default()
                     };
                     boot.put_conf_state(id, &cs)?;
-                    ShardLog::bootstrap(store.clone(), id, cs)
+                    (
+                        ShardLog::bootstrap(store.clone(), id, cs),
+                        true,
+                        voters.first().copied(),
+                    )
                 }
             };
             let applied = log.applied();
+            let applied_term = raft::Storage::term(&log, applied).unwrap_or(0);
             let raft_config = raft::Config {
-                id: config.node_id,
-                election_tick: 10,
+                id: me,
+                election_tick: config.election_ticks.0,
+                min_election_tick: config.election_ticks.0,
+                max_election_tick: config.election_ticks.1,
                 heartbeat_tick: 3,
                 applied,
                 max_size_per_msg: 1 << 20,
                 max_inflight_msgs: 256,
                 pre_vote: true,
+                // A leader cut off from a majority steps down after an election timeout, so a
+                // partitioned node stops claiming partitions.
+                check_quorum: true,
                 ..Default::default()
             };
             let mut raw = RawNode::new(&raft_config, log, &raft_logger())
                 .map_err(|e| Error::Storage(format!("shard {id}: {e}")))?;
             let voters = &raw.store().conf_state().voters;
-            if voters.len() == 1 && voters[0] == config.node_id {
-                // The only voter need not wait an election timeout to lead.
+            let alone = voters.len() == 1 && voters[0] == me;
+            if alone || (fresh && preferred == Some(me)) {
+                // The only voter need not wait an election timeout to lead; in a new cluster the
+                // preferred leader stands first, so leaders start spread out.
                 raw.campaign()
                     .map_err(|e| Error::Storage(format!("shard {id}: {e}")))?;
             }
+            if let Some(status) = shared.shards.get(id as usize) {
+                status
+                    .local
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+            slots[id as usize] = Some(shards.len());
             shards.push(Shard {
                 id,
                 raw,
                 applied,
+                applied_term,
+                leader_since: None,
+                caught_up: HashMap::new(),
+                last_transfer: None,
+                prev_last: (0, now),
+                truncate_proposed: 0,
+                last_truncate_proposal: now,
                 pending: BTreeMap::new(),
                 queued: Vec::new(),
             });
@@ -144,11 +211,18 @@ impl Driver {
             store: store.clone(),
             shared: shared.clone(),
             shards,
+            slots,
+            net,
+            forwarded: HashMap::new(),
+            forward_seq: 0,
+            hand_off: None,
+            members_due: true,
+            clock,
             machine,
             reconciling: HashSet::new(),
             reconcile_due: true,
-            next_producer_expiry: Instant::now(),
-            next_metrics: Instant::now(),
+            next_producer_expiry: now,
+            next_metrics: now,
             leadership_reported: false,
         })
     }

@@ -1,0 +1,279 @@
+//! A node of a multi-node cluster: the peer transport, gossip, forming a new cluster, and what
+//! gossip tells the node about the others.
+//!
+//! Start-up of a clustered node (`--seeds` or `--bootstrap-expect N > 1`):
+//! 1. bind the peer listener (TCP, Raft traffic) and start gossip (UDP), publishing the node's
+//!    Kafka address, peer address and rack;
+//! 2. a task feeds every node gossip sees to the transport (so Raft can reach it) and, once the
+//!    node runs, to its [`Directory`] (broker list, leaders of shards it does not hold); it also
+//!    publishes the shards this node leads and refuses to go on if another process claims this
+//!    node's id;
+//! 3. with an empty data directory, wait until `--bootstrap-expect` nodes are visible; the
+//!    members are the N lowest node ids seen, so every node derives the same initial replicas.
+//!    A node with data rejoins as itself whatever gossip says.
+//!
+//! Joining a running cluster with an empty data directory is refused for now: it needs shard
+//! snapshots and replica moves (see docs/architecture.md).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use jet_cluster::gossip::generation_now;
+use jet_cluster::{ClusterView, Gossip, GossipConfig, PeerTransport, TransportConfig};
+use jet_replication::driver::network::RaftMessage;
+use jet_replication::driver::Network;
+use jet_replication::{BrokerInfo, Directory, Node};
+use tokio::sync::oneshot;
+
+use crate::config::Args;
+
+/// The name of the Kafka listener in gossip.
+const KAFKA_LISTENER: &str = "kafka";
+/// How long gossip runs before a duplicate node id counts (a restarted node's old heartbeats
+/// must finish spreading first).
+const DUPLICATE_CHECK_AFTER: Duration = Duration::from_secs(6);
+
+/// The running cluster layer of a node.
+pub struct Cluster {
+    gossip: Arc<Gossip>,
+    transport: Arc<PeerTransport<RaftMessage>>,
+    node: Arc<OnceLock<Arc<Node>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What forming produced: the network for the node, the members of a new cluster, and a
+/// receiver that resolves when this node must stop (another process claims its id).
+pub struct Formed {
+    pub cluster: Cluster,
+    pub network: Network,
+    pub members: Vec<u64>,
+    pub fatal: oneshot::Receiver<String>,
+}
+
+/// Starts the transport and gossip, and with an empty data directory waits for the cluster's
+/// first members.
+pub async fn form(
+    args: &Args,
+    node_id: u64,
+    cluster_id: &str,
+    kafka_addr: (String, u16),
+    new_node: bool,
+) -> anyhow::Result<Formed> {
+    let peer_advertise = args.peer_advertise.unwrap_or(args.peer_listen);
+    if peer_advertise.ip().is_unspecified() {
+        bail!(
+            "--peer-listen {} is a wildcard address: set --peer-advertise to the address other nodes dial",
+            args.peer_listen
+        );
+    }
+    if new_node && args.bootstrap_expect < 2 {
+        bail!(
+            "joining a running cluster with an empty data directory is not supported yet: start the cluster's nodes together with --bootstrap-expect N"
+        );
+    }
+    let (transport, inbound) = PeerTransport::<RaftMessage>::bind(TransportConfig::new(
+        cluster_id,
+        node_id,
+        args.peer_listen,
+    ))
+    .await
+    .context("cannot start the peer transport")?;
+    let transport = Arc::new(transport);
+
+    let gossip_listen = args.gossip_listen.unwrap_or(args.peer_listen);
+    let mut config = GossipConfig::new(
+        cluster_id,
+        node_id,
+        generation_now(),
+        gossip_listen,
+        peer_advertise,
+    );
+    if gossip_listen.ip().is_unspecified() {
+        config.advertise_addr = Some(SocketAddr::new(peer_advertise.ip(), gossip_listen.port()));
+    }
+    config.seeds = args.seeds.clone();
+    config.rack = args.rack.clone();
+    config.node_dead_after = args.node_dead_after;
+    config.forget_dead_after = config.forget_dead_after.max(args.node_dead_after * 2);
+    let (host, port) = kafka_addr;
+    let kafka = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    config.listeners = BTreeMap::from([(KAFKA_LISTENER.to_string(), kafka)]);
+    let gossip = Arc::new(Gossip::start(config).await.context("cannot start gossip")?);
+
+    let node: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
+    let (fatal_tx, fatal) = oneshot::channel();
+    let task = tokio::spawn(follow_view(
+        gossip.clone(),
+        transport.clone(),
+        node.clone(),
+        fatal_tx,
+    ));
+
+    let members = if new_node {
+        wait_for_members(&gossip, args.bootstrap_expect as usize).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Formed {
+        cluster: Cluster {
+            gossip,
+            transport: transport.clone(),
+            node,
+            task,
+        },
+        network: Network { transport, inbound },
+        members,
+        fatal,
+    })
+}
+
+/// Waits until `expect` nodes are visible in gossip; the members are the `expect` lowest ids.
+async fn wait_for_members(gossip: &Gossip, expect: usize) -> anyhow::Result<Vec<u64>> {
+    let mut view = gossip.subscribe();
+    let mut last_log = tokio::time::Instant::now();
+    loop {
+        let seen: Vec<u64> = view
+            .borrow_and_update()
+            .alive_nodes()
+            .map(|n| n.node_id)
+            .collect();
+        if seen.len() >= expect {
+            let mut members = seen;
+            members.sort_unstable();
+            members.truncate(expect);
+            if !members.contains(&gossip.node_id()) {
+                bail!(
+                    "{expect} nodes with lower ids formed the cluster without this node ({members:?}); give it a lower --node-id or start it with data"
+                );
+            }
+            tracing::info!(?members, "forming a new cluster");
+            return Ok(members);
+        }
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            last_log = tokio::time::Instant::now();
+            tracing::info!(seen = ?seen, expect, "waiting for the cluster's nodes to appear in gossip");
+        }
+        if view.changed().await.is_err() {
+            bail!("gossip stopped while waiting for the cluster's nodes");
+        }
+    }
+}
+
+/// Feeds gossip to the transport and the node, and publishes what this node leads.
+async fn follow_view(
+    gossip: Arc<Gossip>,
+    transport: Arc<PeerTransport<RaftMessage>>,
+    node: Arc<OnceLock<Arc<Node>>>,
+    fatal: oneshot::Sender<String>,
+) {
+    let me = gossip.node_id();
+    let mut view = gossip.subscribe();
+    let started = tokio::time::Instant::now();
+    let mut fatal = Some(fatal);
+    let mut ready = false;
+    loop {
+        let current = view.borrow_and_update().clone();
+        for (id, addr) in current.peer_addrs() {
+            if let Err(e) = transport.set_peer_addr(id, addr) {
+                tracing::warn!(peer = id, error = %e, "cannot add peer");
+            }
+        }
+        if let Some(dup) = current.duplicates.iter().find(|d| d.includes_self) {
+            if started.elapsed() >= DUPLICATE_CHECK_AFTER {
+                if let Some(tx) = fatal.take() {
+                    let _ = tx.send(format!(
+                        "another node uses node id {} ({}); give each node its own --node-id",
+                        dup.node_id,
+                        dup.identities.join(", ")
+                    ));
+                }
+            }
+        }
+        if let Some(node) = node.get() {
+            node.set_directory(directory(&current, me));
+            let leads: Vec<(u64, u64)> = (0..=node.metadata().data_shards)
+                .filter_map(|s| node.shard_status(s))
+                .filter(|st| st.is_leader.load(Ordering::Acquire))
+                .map(|st| (st.id, st.term.load(Ordering::Acquire)))
+                .collect();
+            gossip.set_leads(&leads).await;
+            if !ready {
+                ready = true;
+                gossip.set_ready(true).await;
+            }
+        }
+        // Again on every change of the view, and at least every second: leadership changes
+        // and the duplicate check do not change the view.
+        tokio::select! {
+            changed = view.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// What the node needs from a view: other live brokers' client addresses, shard leaders.
+fn directory(view: &ClusterView, me: u64) -> Directory {
+    let mut d = Directory::default();
+    for n in view.alive_nodes().filter(|n| n.node_id != me) {
+        let Some((host, port)) = n
+            .listeners
+            .get(KAFKA_LISTENER)
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)))
+        else {
+            continue;
+        };
+        d.brokers.insert(
+            n.node_id,
+            BrokerInfo {
+                node_id: n.node_id,
+                host,
+                port,
+                rack: n.rack.clone(),
+            },
+        );
+        for (shard, term) in &n.leads {
+            let e = d.leaders.entry(*shard).or_insert((n.node_id, *term));
+            if *term > e.1 {
+                *e = (n.node_id, *term);
+            }
+        }
+    }
+    d
+}
+
+impl Cluster {
+    /// Hands the running node to the gossip task: from now on it gets the directory, and its
+    /// leadership is published.
+    pub fn attach(&self, node: Arc<Node>) {
+        node.set_directory(directory(&self.gossip.view(), self.gossip.node_id()));
+        let _ = self.node.set(node);
+    }
+
+    /// Stops publishing, then gossip and the transport (after the node stopped).
+    pub async fn shutdown(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        self.gossip.set_ready(false).await;
+        self.gossip.set_leads(&[]).await;
+        match Arc::try_unwrap(self.gossip) {
+            Ok(g) => {
+                if let Err(e) = g.shutdown().await {
+                    tracing::warn!(error = %e, "gossip did not stop cleanly");
+                }
+            }
+            Err(_) => tracing::warn!("gossip still in use at shutdown"),
+        }
+        if let Ok(t) = Arc::try_unwrap(self.transport) {
+            t.shutdown().await;
+        }
+    }
+}
