@@ -13,8 +13,8 @@ impl Coordinator {
     /// DescribeGroups for one group; `Ok(None)` when it does not exist. Members' metadata and
     /// assignments are reported only for a stable group, as Kafka does.
     pub fn describe_group(&self, group_id: &str) -> Result<Option<GroupDescription>, Error> {
-        self.check_group(group_id, true)?;
         let guard = self.lock();
+        self.check_group(&guard, group_id, true)?;
         let Some(g) = guard.groups.get(group_id) else {
             return Ok(None);
         };
@@ -59,7 +59,7 @@ impl Coordinator {
         let mut out: Vec<GroupListing> = guard
             .groups
             .values()
-            .filter(|g| g.state != GroupState::Dead && self.backend.is_leader(g.shard))
+            .filter(|g| g.state != GroupState::Dead && self.serving(&guard.served, g.shard))
             .map(|g| GroupListing {
                 group_id: g.id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
@@ -76,12 +76,12 @@ impl Coordinator {
         let mut waits = Vec::new();
         {
             let mut guard = self.lock();
-            let State { groups, writes } = &mut *guard;
             for (i, id) in group_ids.iter().enumerate() {
-                if let Err(e) = self.check_group(id, true) {
+                if let Err(e) = self.check_group(&guard, id, true) {
                     results.push(Err(e));
                     continue;
                 }
+                let State { groups, writes, .. } = &mut *guard;
                 let Some(g) = groups.get(id).filter(|g| g.state != GroupState::Dead) else {
                     results.push(Err(Error::GroupIdNotFound));
                     continue;

@@ -1,10 +1,11 @@
 //! [`Backend`]: what the coordinator needs from the replication layer — placement, leadership,
-//! durable writes and the records to restore — as a trait, so that the state machine runs in
+//! durable writes and the records to load — as a trait, so that the state machine runs in
 //! unit tests against [`MemBackend`] while the broker runs it against the [`Node`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use jet_replication::Node;
@@ -22,11 +23,20 @@ pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
 pub trait Backend: Send + Sync + 'static {
     /// The shard whose leader coordinates `group`.
     fn shard_of(&self, group: &str) -> u64;
+    /// How many data shards there are: groups map to shards `1..=shard_count()`.
+    fn shard_count(&self) -> u64;
+    /// The term of this node's leadership of `shard`, or `None` while it does not lead it. A
+    /// node leads a shard only once it has applied every entry of earlier terms, so its store
+    /// then holds every group record of the shard. The term tells a leadership lost and
+    /// regained apart from one that never moved.
+    fn leader_term(&self, shard: u64) -> Option<u64>;
     /// True while this node leads `shard`.
-    fn is_leader(&self, shard: u64) -> bool;
+    fn is_leader(&self, shard: u64) -> bool {
+        self.leader_term(shard).is_some()
+    }
     /// Writes records through `shard`'s log; resolves once they are durable.
     fn write(&self, shard: u64, ops: Vec<Op>) -> BoxFuture<'_, Result<(), jet_replication::Error>>;
-    /// Every group record, for the restore at start-up.
+    /// Every group record in this node's store (leaders write them, followers apply them).
     fn load(&self) -> Result<Records, jet_replication::Error>;
 }
 
@@ -38,10 +48,21 @@ impl Backend for NodeBackend {
         self.0.coordinator_shard(group)
     }
 
-    fn is_leader(&self, shard: u64) -> bool {
-        self.0
-            .shard_status(shard)
-            .is_some_and(|s| s.is_leader.load(std::sync::atomic::Ordering::Acquire))
+    /// The count groups are placed with (`Node::coordinator_shard` uses the node's config,
+    /// which start-up aligns with the cluster's stored shard count).
+    fn shard_count(&self) -> u64 {
+        self.0.config().data_shards
+    }
+
+    fn leader_term(&self, shard: u64) -> Option<u64> {
+        let status = self.0.shard_status(shard)?;
+        // The driver stores the term before it raises the leader flag (release), so reading the
+        // flag first (acquire) gives at least the term the leadership started in; a step-down
+        // racing these two loads shows up as lost leadership at the next read.
+        if !status.is_leader.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(status.term.load(Ordering::Acquire))
     }
 
     fn write(&self, shard: u64, ops: Vec<Op>) -> BoxFuture<'_, Result<(), jet_replication::Error>> {
@@ -56,18 +77,37 @@ impl Backend for NodeBackend {
     }
 }
 
-/// The in-memory twin: a sorted map, four shards, always the leader unless told otherwise, and
-/// writes that can be made to fail.
+/// The in-memory twin: a sorted map, four shards, leader of each unless told otherwise, and
+/// writes that can be made to fail or to wait.
 #[derive(Default)]
 pub struct MemBackend {
-    /// The stored records.
+    /// The stored records. Tests write here directly to stand for records another node's
+    /// leadership wrote and this node applied as a follower.
     pub records: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
     /// When set, every write fails with this error.
     pub fail_writes: Mutex<Option<jet_replication::Error>>,
+    /// When set, every write waits for a permit of this semaphore first (one per write).
+    pub write_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     /// When true, this node leads no shard.
-    pub not_leader: std::sync::atomic::AtomicBool,
+    pub not_leader: AtomicBool,
     /// Number of writes done.
-    pub writes: std::sync::atomic::AtomicUsize,
+    pub writes: AtomicUsize,
+    /// Shards whose leadership changed (see [`MemBackend::set_leader`]): the term and whether
+    /// this node leads. A shard not here is led in term 0.
+    leadership: Mutex<BTreeMap<u64, (u64, bool)>>,
+}
+
+impl MemBackend {
+    /// Gives up or takes `shard`'s leadership; taking it again starts a new term, as an
+    /// election would.
+    pub fn set_leader(&self, shard: u64, lead: bool) {
+        let mut leadership = self.leadership.lock().expect("mem backend lock");
+        let entry = leadership.entry(shard).or_insert((0, true));
+        if lead && !entry.1 {
+            entry.0 += 1;
+        }
+        entry.1 = lead;
+    }
 }
 
 impl Backend for MemBackend {
@@ -75,21 +115,42 @@ impl Backend for MemBackend {
         1 + group.len() as u64 % 4
     }
 
-    fn is_leader(&self, _shard: u64) -> bool {
-        !self.not_leader.load(std::sync::atomic::Ordering::Relaxed)
+    fn shard_count(&self) -> u64 {
+        4
     }
 
-    fn write(
-        &self,
-        _shard: u64,
-        ops: Vec<Op>,
-    ) -> BoxFuture<'_, Result<(), jet_replication::Error>> {
+    fn leader_term(&self, shard: u64) -> Option<u64> {
+        if self.not_leader.load(Ordering::Relaxed) {
+            return None;
+        }
+        match self
+            .leadership
+            .lock()
+            .expect("mem backend lock")
+            .get(&shard)
+        {
+            None => Some(0),
+            Some(&(term, lead)) => lead.then_some(term),
+        }
+    }
+
+    fn write(&self, shard: u64, ops: Vec<Op>) -> BoxFuture<'_, Result<(), jet_replication::Error>> {
         Box::pin(async move {
+            let gate = self.write_gate.lock().expect("mem backend lock").clone();
+            if let Some(gate) = gate {
+                gate.acquire()
+                    .await
+                    .map_err(|_| jet_replication::Error::ShuttingDown)?
+                    .forget();
+            }
             if let Some(e) = self.fail_writes.lock().expect("mem backend lock").clone() {
                 return Err(e);
             }
-            self.writes
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // As a Raft log would: a node that no longer leads the shard cannot write to it.
+            if !self.is_leader(shard) {
+                return Err(jet_replication::Error::NotLeader);
+            }
+            self.writes.fetch_add(1, Ordering::Relaxed);
             let mut records = self.records.lock().expect("mem backend lock");
             for (k, v) in ops {
                 match v {

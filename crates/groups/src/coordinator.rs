@@ -1,4 +1,5 @@
-//! [`Coordinator`]: every group of this node, restored at start, and the timers that drive them.
+//! [`Coordinator`]: the groups of the shards this node leads, and the timers that drive them.
+//! Which shards those are, and loading and dropping their groups, is `failover`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -10,16 +11,22 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, NodeBackend};
-use crate::codec::{self, Key, MAX_NAME_BYTES};
-use crate::group::{Group, GroupState, Member};
+use crate::codec::{self, MAX_NAME_BYTES};
+use crate::failover::Served;
+use crate::group::{Group, Member};
 use crate::timer::{Timer, TimerKind};
 use crate::writer::Writes;
-use crate::{now_ms, Error, GroupConfig};
+use crate::{Error, GroupConfig};
 
 /// Everything behind the coordinator's one lock.
 pub(crate) struct State {
+    /// The groups of the shards in `served`, and only those.
     pub groups: HashMap<String, Group>,
     pub writes: Writes,
+    /// The shards whose groups are loaded, with the leadership they were loaded for. Under the
+    /// same lock as `groups` so that a request checks leadership and reads the groups in one
+    /// step: a shard dropped in between would otherwise answer as if its groups had no state.
+    pub served: HashMap<u64, Served>,
 }
 
 /// The group coordinator of one node. Cheap to share: hand out `Arc<Coordinator>`.
@@ -31,7 +38,8 @@ pub struct Coordinator {
     pub(crate) state: Mutex<State>,
     pub(crate) me: Weak<Coordinator>,
     pub(crate) write_wakeup: Arc<Notify>,
-    /// The writer and the retention task, stopped when the coordinator is dropped.
+    /// The writer, the retention task and the leadership watcher, stopped when the coordinator
+    /// is dropped.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -44,8 +52,9 @@ impl Drop for Coordinator {
 }
 
 impl Coordinator {
-    /// Starts the coordinator of `node` with Kafka's default settings: restores every group
-    /// from the node's store and starts the record writer and the offset-retention task.
+    /// Starts the coordinator of `node` with Kafka's default settings: loads the groups of the
+    /// shards the node leads from its store and starts the record writer, the offset-retention
+    /// task and the leadership watcher.
     pub async fn start(node: Arc<Node>) -> Result<Arc<Coordinator>, jet_replication::Error> {
         Self::start_with(Arc::new(NodeBackend(node)), GroupConfig::default()).await
     }
@@ -63,31 +72,30 @@ impl Coordinator {
         backend: Arc<dyn Backend>,
         config: GroupConfig,
     ) -> Result<Arc<Coordinator>, jet_replication::Error> {
-        let records = {
-            let backend = backend.clone();
-            tokio::task::spawn_blocking(move || backend.load())
-                .await
-                .map_err(|e| jet_replication::Error::Storage(e.to_string()))??
-        };
         let coordinator = Arc::new_cyclic(|me| Coordinator {
             backend,
             config,
             state: Mutex::new(State {
                 groups: HashMap::new(),
                 writes: Writes::default(),
+                served: HashMap::new(),
             }),
             me: me.clone(),
             write_wakeup: Arc::new(Notify::new()),
             tasks: Mutex::new(Vec::new()),
         });
-        coordinator.restore(records);
+        // The first pass loads what the node leads now (on a single node, every shard), so the
+        // coordinator answers as soon as it is returned; a store that cannot be read fails the
+        // start. Later changes are the watcher's.
+        coordinator.follow_leadership().await?;
         let writer = crate::writer::spawn(
             Arc::downgrade(&coordinator),
             coordinator.write_wakeup.clone(),
         );
         let retention = coordinator.spawn_retention();
+        let watcher = crate::failover::spawn(Arc::downgrade(&coordinator));
         if let Ok(mut tasks) = coordinator.tasks.lock() {
-            tasks.extend([writer, retention]);
+            tasks.extend([writer, retention, watcher]);
         }
         Ok(coordinator)
     }
@@ -97,7 +105,8 @@ impl Coordinator {
         &self.config
     }
 
-    /// The shard coordinating `group`, if this node leads it.
+    /// Whether this node leads the shard coordinating `group` (FindCoordinator points clients
+    /// here even while the shard's groups are still loading).
     pub fn is_coordinator_for(&self, group: &str) -> bool {
         self.backend.is_leader(self.backend.shard_of(group))
     }
@@ -111,112 +120,34 @@ impl Coordinator {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Checks a group id and this node's leadership of its shard; returns the shard.
-    pub(crate) fn check_group(&self, group: &str, allow_empty: bool) -> Result<u64, Error> {
+    /// Checks a group id and that this node serves its shard; returns the shard. Takes the
+    /// locked state so that the answer holds until the caller lets go of the lock.
+    pub(crate) fn check_group(
+        &self,
+        st: &State,
+        group: &str,
+        allow_empty: bool,
+    ) -> Result<u64, Error> {
         if (!allow_empty && group.is_empty()) || group.len() > MAX_NAME_BYTES {
             return Err(Error::InvalidGroupId);
         }
         let shard = self.backend.shard_of(group);
-        if !self.backend.is_leader(shard) {
+        if !self.serving(&st.served, shard) {
+            // Also while the shard's groups are loading after a leadership change: clients retry
+            // NOT_COORDINATOR, and answering from memory that does not hold the shard's records
+            // yet would hand out wrong offsets. (Kafka says COORDINATOR_LOAD_IN_PROGRESS there;
+            // the Kafka error map has no such group error, and clients retry both alike.)
             return Err(Error::NotCoordinator);
         }
         Ok(shard)
     }
 
-    fn restore(&self, records: Vec<(Vec<u8>, Vec<u8>)>) {
-        let mut st = self.lock();
-        let now = now_ms();
-        let mut restored_members = 0usize;
-        let mut restored_offsets = 0usize;
-        for (key, value) in records {
-            let Some(parsed) = codec::parse_key(&key) else {
-                tracing::warn!(key = ?key, "skipping a group record with an unknown key");
-                continue;
-            };
-            let group_id = match &parsed {
-                Key::Group(g) | Key::Offset(g, _, _) => g.clone(),
-            };
-            let shard = self.backend.shard_of(&group_id);
-            let g = st
-                .groups
-                .entry(group_id.clone())
-                .or_insert_with(|| Group::new(group_id.clone(), shard, now));
-            match parsed {
-                Key::Offset(_, topic, partition) => match codec::decode_offset(&value) {
-                    Some(v) => {
-                        g.offsets.insert((topic, partition), v);
-                        restored_offsets += 1;
-                    }
-                    None => {
-                        tracing::warn!(group = %group_id, %topic, partition, "skipping an unreadable offset record")
-                    }
-                },
-                Key::Group(_) => match codec::decode_group(&value) {
-                    Some(v) => {
-                        restored_members += v.members.len();
-                        self.restore_group(g, v);
-                    }
-                    None => {
-                        tracing::warn!(group = %group_id, "skipping an unreadable group record")
-                    }
-                },
-            }
-        }
-        tracing::info!(
-            groups = st.groups.len(),
-            members = restored_members,
-            offsets = restored_offsets,
-            "group coordinator restored"
-        );
-    }
-
-    /// A group with members comes back Stable with the stored assignment; every member's
-    /// session starts now, so members that are still alive keep heartbeating as if nothing
-    /// happened and the others expire.
-    fn restore_group(&self, g: &mut Group, v: codec::GroupValue) {
-        g.protocol_type = v.protocol_type;
-        g.protocol_name = v.protocol_name;
-        g.generation = v.generation;
-        g.leader = v.leader;
-        g.state_timestamp_ms = v.state_timestamp_ms;
-        let protocol = g.protocol_name.clone().unwrap_or_default();
-        let protocol_type = g.protocol_type.clone().unwrap_or_default();
-        for m in v.members {
-            if let Some(instance) = &m.group_instance_id {
-                g.static_members
-                    .insert(instance.clone(), m.member_id.clone());
-            }
-            let mut member = Member {
-                id: m.member_id.clone(),
-                instance_id: m.group_instance_id,
-                client_id: m.client_id,
-                client_host: m.client_host,
-                session_timeout_ms: m.session_timeout_ms,
-                rebalance_timeout_ms: m.rebalance_timeout_ms,
-                protocol_type: protocol_type.clone(),
-                protocols: vec![(protocol.clone(), m.subscription)],
-                assignment: m.assignment,
-                join_waiter: None,
-                sync_waiter: None,
-                is_new: false,
-                session_deadline: Instant::now(),
-                session_timer: None,
-            };
-            self.arm_member_session(&g.id, &mut member);
-            g.members.insert(m.member_id, member);
-        }
-        g.state = if g.members.is_empty() {
-            GroupState::Empty
-        } else {
-            GroupState::Stable
-        };
-        if g.leader
-            .as_ref()
-            .is_some_and(|l| !g.members.contains_key(l))
-        {
-            g.leader = g.members.keys().next().cloned();
-        }
-        g.subscribed_topics = g.compute_subscribed_topics();
+    /// True when `shard`'s groups are loaded for the leadership this node holds now: it leads
+    /// the shard, in the term the groups were loaded for.
+    pub(crate) fn serving(&self, served: &HashMap<u64, Served>, shard: u64) -> bool {
+        served
+            .get(&shard)
+            .is_some_and(|s| self.backend.leader_term(shard) == Some(s.term))
     }
 
     /// Pushes a member's session deadline to `timeout` from now, starting its timer if it has

@@ -3,7 +3,9 @@
 //! stable assignments written through the coordinator shard's Raft log.
 //!
 //! Map of the crate:
-//! - [`coordinator`] — [`Coordinator`]: the shared state, start-up restore, timers firing.
+//! - [`coordinator`] — [`Coordinator`]: the shared state, start-up, timers firing.
+//! - `failover` — following shard leadership: loading a shard's groups when this node gains it,
+//!   dropping them (waiters answered NOT_COORDINATOR) when it loses it.
 //! - `membership` — JoinGroup, SyncGroup, Heartbeat, LeaveGroup and the rebalance state machine.
 //! - `offsets` — OffsetCommit, OffsetFetch, OffsetDelete and offset retention.
 //! - `admin` — DescribeGroups, ListGroups, DeleteGroups.
@@ -17,8 +19,8 @@
 //! - [`error`] — [`Error`].
 //!
 //! Placement: group G is coordinated by the leader of shard `1 + hash(G) mod data_shards`
-//! (`Node::coordinator_shard`). Every operation checks that this node leads that shard and
-//! answers NOT_COORDINATOR otherwise.
+//! (`Node::coordinator_shard`). Every operation checks that this node leads that shard, in the
+//! term its groups were loaded for, and answers NOT_COORDINATOR otherwise.
 //!
 //! Concurrency: all groups live behind one `std::sync::Mutex`, never held across an `await`.
 //! Requests that must wait (JoinGroup until the join phase ends, SyncGroup until the leader's
@@ -34,6 +36,7 @@ pub mod error;
 pub mod group;
 
 mod admin;
+mod failover;
 mod membership;
 mod offsets;
 mod timer;
@@ -41,6 +44,8 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_failover;
 #[cfg(test)]
 mod tests_offsets;
 

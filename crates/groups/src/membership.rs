@@ -61,7 +61,7 @@ impl Coordinator {
             let _ = tx.send(JoinResponse::error(id, e));
             None
         };
-        let shard = match self.check_group(&req.group_id, false) {
+        let shard = match self.check_group(st, &req.group_id, false) {
             Ok(shard) => shard,
             Err(e) => return fail(tx, &req.member_id, e),
         };
@@ -72,7 +72,7 @@ impl Coordinator {
         {
             return fail(tx, &req.member_id, Error::InvalidSessionTimeout);
         }
-        let State { groups, writes } = st;
+        let State { groups, writes, .. } = st;
         let g = if req.member_id.is_empty() {
             let id = req.group_id.clone();
             groups
@@ -542,10 +542,10 @@ impl Coordinator {
             let _ = tx.send(SyncResponse::error(e));
             None
         };
-        if let Err(e) = self.check_group(&req.group_id, false) {
+        if let Err(e) = self.check_group(st, &req.group_id, false) {
             return fail(tx, e);
         }
-        let State { groups, writes } = st;
+        let State { groups, writes, .. } = st;
         let Some(g) = groups.get_mut(&req.group_id) else {
             return fail(tx, Error::UnknownMemberId);
         };
@@ -623,7 +623,7 @@ impl Coordinator {
         result: Result<(), Error>,
     ) {
         let mut guard = self.lock();
-        let State { groups, writes } = &mut *guard;
+        let State { groups, writes, .. } = &mut *guard;
         let Some(g) = groups.get_mut(group) else {
             return;
         };
@@ -667,8 +667,8 @@ impl Coordinator {
         member_id: &str,
         group_instance_id: Option<&str>,
     ) -> Result<(), Error> {
-        self.check_group(group_id, false)?;
         let mut guard = self.lock();
+        self.check_group(&guard, group_id, false)?;
         let g = guard
             .groups
             .get_mut(group_id)
@@ -706,9 +706,9 @@ impl Coordinator {
         group_id: &str,
         members: &[LeavingMember],
     ) -> Result<Vec<Result<(), Error>>, Error> {
-        self.check_group(group_id, false)?;
         let mut guard = self.lock();
-        let State { groups, writes } = &mut *guard;
+        self.check_group(&guard, group_id, false)?;
+        let State { groups, writes, .. } = &mut *guard;
         let Some(g) = groups.get_mut(group_id) else {
             return Ok(members
                 .iter()

@@ -55,8 +55,8 @@ impl Coordinator {
         ),
         Error,
     > {
-        let shard = self.check_group(&req.group_id, true)?;
-        let State { groups, writes } = st;
+        let shard = self.check_group(st, &req.group_id, true)?;
+        let State { groups, writes, .. } = st;
         let now = now_ms();
         let g = match groups.get_mut(&req.group_id) {
             Some(g) => g,
@@ -140,8 +140,8 @@ impl Coordinator {
         partitions: Option<&[(String, i32)]>,
         require_stable: bool,
     ) -> Result<Vec<FetchedOffset>, Error> {
-        self.check_group(group_id, true)?;
         let guard = self.lock();
+        self.check_group(&guard, group_id, true)?;
         let none = |topic: &str, partition: i32, error: Option<Error>| FetchedOffset {
             topic: topic.to_string(),
             partition,
@@ -190,10 +190,10 @@ impl Coordinator {
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<Vec<Result<(), Error>>, Error> {
-        self.check_group(group_id, false)?;
         let (stored, mut results) = {
             let mut guard = self.lock();
-            let State { groups, writes } = &mut *guard;
+            self.check_group(&guard, group_id, false)?;
+            let State { groups, writes, .. } = &mut *guard;
             let g = groups
                 .get_mut(group_id)
                 .filter(|g| g.state != GroupState::Dead)
@@ -259,11 +259,15 @@ impl Coordinator {
     pub fn expire_offsets(&self, now_ms: i64) -> usize {
         let retention_ms = self.config.offsets_retention.as_millis() as i64;
         let mut guard = self.lock();
-        let State { groups, writes } = &mut *guard;
+        let State {
+            groups,
+            writes,
+            served,
+        } = &mut *guard;
         let mut expired_total = 0;
         let mut removed = Vec::new();
         for g in groups.values_mut() {
-            if !self.backend.is_leader(g.shard) {
+            if !self.serving(served, g.shard) {
                 continue;
             }
             let expired: Vec<(String, i32)> = g

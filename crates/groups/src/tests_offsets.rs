@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::tests::{join_req, member_id, stable_group, start};
 use crate::{CommitRequest, Coordinator, Error, GroupConfig, GroupState, OffsetCommit};
 
-fn commit(
+pub(crate) fn commit(
     group: &str,
     generation: i32,
     member: &str,
@@ -31,7 +31,12 @@ fn commit(
     }
 }
 
-fn fetch_one(c: &Coordinator, group: &str, topic: &str, partition: i32) -> (i64, String) {
+pub(crate) fn fetch_one(
+    c: &Coordinator,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> (i64, String) {
     let f = c
         .fetch_offsets(group, Some(&[(topic.to_string(), partition)]), false)
         .unwrap();

@@ -11,8 +11,13 @@
 //! The offset cache is updated from the written records once they are durable (Kafka's rule: an
 //! offset is visible to OffsetFetch after its commit is). Group metadata records are not read
 //! back: memory is ahead of them by construction.
+//!
+//! Leadership: writes of a shard this node stops serving fail with NOT_COORDINATOR, whether
+//! they are still queued or taken by the writer but not sent; the result of one already sent is
+//! passed on to its waiters but not applied to the groups, which by then came back from the
+//! store or are gone (see `failover`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 
 use futures::future::join_all;
@@ -53,6 +58,24 @@ struct Chunk {
     size_bytes: usize,
 }
 
+impl Writes {
+    /// Fails every queued write of `shard` with `error`; returns how many groups had one.
+    pub(crate) fn fail_shard(&mut self, shard: u64, error: &Error) -> usize {
+        let mut failed = 0;
+        self.by_group.retain(|_, pending| {
+            if pending.shard != shard {
+                return true;
+            }
+            failed += 1;
+            for w in pending.waiters.drain(..) {
+                let _ = w.send(Err(error.clone()));
+            }
+            false
+        });
+        failed
+    }
+}
+
 impl Coordinator {
     /// Queues records of `group` for the writer; `waiter` hears when they are durable.
     pub(crate) fn enqueue(
@@ -79,9 +102,27 @@ impl Coordinator {
         self.write_wakeup.notify_one();
     }
 
+    /// True while `shard` is served by the load whose epoch is `epoch`.
+    fn serves_epoch(&self, shard: u64, epoch: Option<u64>) -> bool {
+        let st = self.lock();
+        epoch.is_some()
+            && st.served.get(&shard).map(|s| s.epoch) == epoch
+            && self.serving(&st.served, shard)
+    }
+
     /// Writes everything queued; returns when it is durable (or failed) and applied.
     async fn write_pending(&self) {
-        let batch = std::mem::take(&mut self.lock().writes.by_group);
+        // Each shard's epoch is noted with the batch (every queued write belongs to a served
+        // shard's current load: dropping a shard fails its queued writes).
+        let (batch, epochs) = {
+            let mut st = self.lock();
+            let batch = std::mem::take(&mut st.writes.by_group);
+            let epochs: HashMap<u64, Option<u64>> = batch
+                .values()
+                .map(|p| (p.shard, st.served.get(&p.shard).map(|s| s.epoch)))
+                .collect();
+            (batch, epochs)
+        };
         if batch.is_empty() {
             return;
         }
@@ -108,14 +149,22 @@ impl Coordinator {
             }
         }
         // Shards write concurrently; a shard's chunks go one after the other, in order.
+        let epochs = &epochs;
         let per_shard = join_all(by_shard.into_iter().map(|(shard, chunks)| async move {
+            let epoch = epochs.get(&shard).copied().flatten();
             let mut done = Vec::with_capacity(chunks.len());
             for chunk in chunks {
-                let result = self.backend.write(shard, chunk.ops).await;
+                // A shard lost or reloaded since the batch was taken: its records were decided
+                // by state that is gone, and another leader may have written newer ones.
+                let result = if self.serves_epoch(shard, epoch) {
+                    self.backend.write(shard, chunk.ops).await
+                } else {
+                    Err(jet_replication::Error::NotLeader)
+                };
                 if let Err(e) = &result {
                     tracing::warn!(shard, groups = chunk.groups.len(), error = %e, "writing group records failed");
                 }
-                done.push((chunk.groups, result));
+                done.push((shard, chunk.groups, result));
             }
             done
         }))
@@ -123,12 +172,19 @@ impl Coordinator {
 
         let mut batch = batch;
         let mut st = self.lock();
-        for (groups, result) in per_shard.into_iter().flatten() {
+        for (shard, groups, result) in per_shard.into_iter().flatten() {
+            let epoch = epochs.get(&shard).copied().flatten();
+            let current = epoch.is_some() && st.served.get(&shard).map(|s| s.epoch) == epoch;
             for group_id in groups {
                 let Some(pending) = batch.remove(&group_id) else {
                     continue;
                 };
-                if let Some(g) = st.groups.get_mut(&group_id) {
+                let group = if current {
+                    st.groups.get_mut(&group_id)
+                } else {
+                    None
+                };
+                if let Some(g) = group {
                     for tp in &pending.commits {
                         if let Some(n) = g.pending_commits.get_mut(tp) {
                             *n = n.saturating_sub(1);
