@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 mod directory;
+mod epochs;
 mod maintenance;
 
 pub use directory::{BrokerInfo, Directory};

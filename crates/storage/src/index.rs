@@ -8,7 +8,9 @@
 //!   is a binary search;
 //! - `cum_max_timestamp` (the largest timestamp up to and including the batch) grows too, so
 //!   retention by time and ListOffsets by time are binary searches. The first batch whose
-//!   running maximum reaches `t` is exactly the first batch whose own maximum reaches `t`.
+//!   running maximum reaches `t` is exactly the first batch whose own maximum reaches `t`;
+//! - `leader_epoch` (the Raft term of the entry that carried the batch) never decreases along the
+//!   log, so OffsetForLeaderEpoch is a binary search too ([`Store::epoch_end_offset`]).
 //!
 //! The base offset and leader epoch, the 12 header bytes outside the CRC, are patched when a
 //! batch is read: the stored bytes are the producer's.
@@ -181,6 +183,29 @@ impl IndexEntry {
     }
 }
 
+/// Kafka's `UNDEFINED_EPOCH`: no leader epoch is known.
+pub const UNDEFINED_EPOCH: i32 = -1;
+/// Kafka's `UNDEFINED_EPOCH_OFFSET`: no end offset is known.
+pub const UNDEFINED_EPOCH_OFFSET: i64 = -1;
+
+/// Where a leader epoch ends, as OffsetForLeaderEpoch answers it: the largest epoch at or below
+/// the requested one that the log knows, and the offset where the next epoch starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEnd {
+    /// The epoch answered ([`UNDEFINED_EPOCH`] when unknown).
+    pub epoch: i32,
+    /// The first offset after it ([`UNDEFINED_EPOCH_OFFSET`] when unknown).
+    pub end_offset: i64,
+}
+
+impl EpochEnd {
+    /// The answer for an epoch this log cannot place.
+    pub const UNDEFINED: EpochEnd = EpochEnd {
+        epoch: UNDEFINED_EPOCH,
+        end_offset: UNDEFINED_EPOCH_OFFSET,
+    };
+}
+
 /// Batches read for a fetch: one buffer, base offsets and epochs patched.
 #[derive(Debug, Clone, Default)]
 pub struct ReadBatches {
@@ -282,6 +307,53 @@ impl Store {
             }
         }
         Ok(found)
+    }
+
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor` over the batches in `[from, end)` (log start
+    /// to high watermark), for a partition whose leader is in epoch `current`:
+    /// - `requested` undefined (-1) or above `current`: [`EpochEnd::UNDEFINED`];
+    /// - `requested == current`: `(current, end)`, the epoch is still being written;
+    /// - otherwise the epoch of the last batch at or below `requested` (or `requested` itself
+    ///   when no kept batch is that old) and the base offset of the first batch above it, or
+    ///   `end` when there is none (the current epoch then starts at the log end).
+    ///
+    /// Leader epochs never decrease along the log, so this is one binary search over the index
+    /// and one seek back; no batch body is read. Kafka also records epochs in which no batch was
+    /// written (a leader elected and replaced before any append); the index only knows epochs
+    /// that have batches, so such an epoch is answered like any other gap: with the epoch below.
+    pub fn epoch_end_offset(
+        &self,
+        tp: &TopicPartition,
+        requested: i32,
+        current: i32,
+        from: i64,
+        end: i64,
+    ) -> Result<EpochEnd, StorageError> {
+        if requested == UNDEFINED_EPOCH || requested > current {
+            return Ok(EpochEnd::UNDEFINED);
+        }
+        if requested == current {
+            return Ok(EpochEnd {
+                epoch: current,
+                end_offset: end,
+            });
+        }
+        let higher = self.index_search(tp, from, end, |e| e.leader_epoch > requested)?;
+        // The batch just before the first higher one (or the last batch, when none is higher)
+        // holds the largest epoch at or below the requested one, if it is still kept.
+        let floor_at = higher.map_or(end, |h| h.base_offset) - 1;
+        let floor = if floor_at >= from {
+            self.index_at_or_before(tp, floor_at)?
+                .filter(|e| e.last_offset >= from)
+        } else {
+            None
+        };
+        Ok(EpochEnd {
+            epoch: floor.map_or(requested, |f| f.leader_epoch),
+            // Kafka moves the first kept epoch's start up to the log start offset; a batch that
+            // straddles the log start (DeleteRecords inside it) is answered the same way.
+            end_offset: higher.map_or(end, |h| h.base_offset.max(from)),
+        })
     }
 
     /// Reads the batches holding `from_offset` and after, stopping before any batch starting
@@ -403,5 +475,91 @@ mod tests {
         assert_eq!(IndexEntry::decode(10, &e.encode()).unwrap(), e);
         assert!(IndexEntry::decode(10, &[0u8; 3]).is_err());
         assert!(PartitionState::decode(&[0u8; 40]).is_err());
+    }
+
+    /// Ten-record batches from offset 0 with these leader epochs, indexed only: the epoch
+    /// search must answer without a batch body (no Raft entry is written).
+    fn store_with_epochs(dir: &std::path::Path, epochs: &[i32]) -> (Store, TopicPartition) {
+        let store = Store::open(dir, &crate::StoreOptions::default()).unwrap();
+        let tp = TopicPartition::new(uuid::Uuid::new_v4(), 0);
+        let mut b = store.batch();
+        for (i, epoch) in epochs.iter().enumerate() {
+            let base = i as i64 * 10;
+            b.put_index(
+                &tp,
+                &IndexEntry {
+                    base_offset: base,
+                    shard: 1,
+                    raft_index: 1 + i as u64,
+                    raft_term: *epoch as u64,
+                    length: 100,
+                    leader_epoch: *epoch,
+                    last_offset: base + 9,
+                    ..IndexEntry::default()
+                },
+            );
+        }
+        store.write(b, true).unwrap();
+        (store, tp)
+    }
+
+    fn at(epoch: i32, end_offset: i64) -> EpochEnd {
+        EpochEnd { epoch, end_offset }
+    }
+
+    #[test]
+    fn epoch_end_offsets_follow_kafkas_epoch_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        // Epochs 2, 4, 6 and 7 wrote nothing; the leader is now in epoch 9 and has not written.
+        let (store, tp) = store_with_epochs(dir.path(), &[1, 1, 3, 5, 5, 8]);
+        let end = |requested| store.epoch_end_offset(&tp, requested, 9, 0, 60).unwrap();
+        assert_eq!(end(9), at(9, 60), "the current epoch ends at the log end");
+        assert_eq!(end(10), EpochEnd::UNDEFINED, "newer than the leader");
+        assert_eq!(end(UNDEFINED_EPOCH), EpochEnd::UNDEFINED);
+        assert_eq!(end(0), at(0, 0), "older than every batch");
+        assert_eq!(end(1), at(1, 20));
+        assert_eq!(end(2), at(1, 20), "a gap answers with the epoch below");
+        assert_eq!(end(3), at(3, 30));
+        assert_eq!(end(4), at(3, 30));
+        assert_eq!(end(5), at(5, 50));
+        assert_eq!(end(7), at(5, 50));
+        assert_eq!(
+            end(8),
+            at(8, 60),
+            "the last written epoch ends at the log end"
+        );
+    }
+
+    #[test]
+    fn epoch_end_offsets_start_at_the_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, tp) = store_with_epochs(dir.path(), &[1, 1, 3, 5, 5, 8]);
+        // Log start inside the epoch-3 batch (DeleteRecords to 25): Kafka's cache moves that
+        // epoch's start up to 25 and forgets epoch 1.
+        let end = |requested, from| store.epoch_end_offset(&tp, requested, 9, from, 60).unwrap();
+        assert_eq!(end(1, 25), at(1, 25));
+        assert_eq!(end(3, 25), at(3, 30));
+        // Log start at a batch boundary: epoch 3 is gone entirely.
+        assert_eq!(end(3, 30), at(3, 30));
+        assert_eq!(end(5, 30), at(5, 50));
+        // Everything deleted: only the current epoch starts, at the log end.
+        assert_eq!(end(2, 60), at(2, 60));
+        assert_eq!(end(9, 60), at(9, 60));
+    }
+
+    #[test]
+    fn epoch_end_offsets_of_an_empty_or_single_epoch_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, tp) = store_with_epochs(dir.path(), &[]);
+        assert_eq!(store.epoch_end_offset(&tp, 0, 1, 0, 0).unwrap(), at(0, 0));
+        assert_eq!(store.epoch_end_offset(&tp, 1, 1, 0, 0).unwrap(), at(1, 0));
+        let dir = tempfile::tempdir().unwrap();
+        let (store, tp) = store_with_epochs(dir.path(), &[2, 2, 2]);
+        assert_eq!(store.epoch_end_offset(&tp, 1, 2, 0, 30).unwrap(), at(1, 0));
+        assert_eq!(store.epoch_end_offset(&tp, 2, 2, 0, 30).unwrap(), at(2, 30));
+        // A restart without appends: epoch 2's batches end at the log end.
+        assert_eq!(store.epoch_end_offset(&tp, 2, 3, 0, 30).unwrap(), at(2, 30));
+        // The high watermark bounds the search: a batch at or past it is not seen.
+        assert_eq!(store.epoch_end_offset(&tp, 1, 2, 0, 0).unwrap(), at(1, 0));
     }
 }

@@ -18,6 +18,14 @@
 //!   librdkafka (which never asks for sessions) ignores. Any other epoch refers to a session
 //!   that cannot exist here: FETCH_SESSION_ID_NOT_FOUND, as Kafka answers for an unknown id,
 //!   after which clients start over with epoch 0.
+//! - **Leader epochs (KIP-320).** A partition's `current_leader_epoch` (v9+) other than -1 is
+//!   checked after leadership: older than the partition's epoch is FENCED_LEADER_EPOCH, newer is
+//!   UNKNOWN_LEADER_EPOCH, both answered at once (no long poll).
+//! - **Leader hints (KIP-951).** A partition answered NOT_LEADER_OR_FOLLOWER or
+//!   FENCED_LEADER_EPOCH carries `current_leader` (v12+, tagged): the leader and epoch this node
+//!   knows for the partition's shard, -1/-1 when it knows none; from v16 the response's
+//!   `node_endpoints` says where each named leader is reached, so the client moves without a
+//!   Metadata round trip.
 //! - **Records stay bytes.** The node reads a partition's batches into one buffer (the response
 //!   carries one records field), patching base offsets and leader epochs as it copies them.
 
@@ -27,10 +35,10 @@ use bytes::Bytes;
 use futures::future::select_all;
 use jet_replication::{Error, PartitionHandle, TopicPartition};
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader};
-use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -149,7 +157,9 @@ pub async fn handle(ctx: &Ctx, header: &RequestHeader, req: FetchRequest) -> Fet
         }
     };
 
+    let mut endpoints = Vec::new();
     for (w, data) in plan.wanted.iter().zip(partitions) {
+        let data = with_leader_hint(ctx, version, w, data, &mut endpoints);
         topics[w.topic].partitions.push(data);
     }
     for topic in &topics {
@@ -168,6 +178,48 @@ pub async fn handle(ctx: &Ctx, header: &RequestHeader, req: FetchRequest) -> Fet
     FetchResponse::default()
         .with_session_id(0)
         .with_responses(topics)
+        .with_node_endpoints(endpoints)
+}
+
+/// KIP-951: names the current leader on a partition answered NOT_LEADER_OR_FOLLOWER or
+/// FENCED_LEADER_EPOCH (v12+), and from v16 adds its address to `endpoints` (once per leader).
+/// kafka-protocol refuses to encode either field in older versions.
+fn with_leader_hint(
+    ctx: &Ctx,
+    version: i16,
+    w: &Wanted,
+    data: PartitionData,
+    endpoints: &mut Vec<NodeEndpoint>,
+) -> PartitionData {
+    let moved = data.error_code == ResponseError::NotLeaderOrFollower.code()
+        || data.error_code == ResponseError::FencedLeaderEpoch.code();
+    if version < 12 || !moved {
+        return data;
+    }
+    let Ok((_, handle)) = &w.target else {
+        return data;
+    };
+    // No known leader (an election): the default -1/-1, which clients read as "ask Metadata".
+    let Some((leader, epoch)) = current_leader(ctx, handle) else {
+        return data;
+    };
+    let leader_id = BrokerId(leader as i32);
+    if version >= 16 && !endpoints.iter().any(|e| e.node_id == leader_id) {
+        if let Some(b) = ctx.broker_endpoint(leader) {
+            endpoints.push(
+                NodeEndpoint::default()
+                    .with_node_id(leader_id)
+                    .with_host(StrBytes::from_string(b.host))
+                    .with_port(b.port)
+                    .with_rack(b.rack.map(StrBytes::from_string)),
+            );
+        }
+    }
+    data.with_current_leader(
+        LeaderIdAndEpoch::default()
+            .with_leader_id(leader_id)
+            .with_leader_epoch(epoch),
+    )
 }
 
 /// True when reading might satisfy `min_bytes`: some partition has records past its fetch
@@ -179,7 +231,11 @@ fn enough_available(wanted: &[Wanted], min_bytes: usize) -> bool {
             Err(_) => return true,
             Ok((_, h)) => {
                 let hw = h.high_watermark();
-                if w.fetch_offset > hw || w.fetch_offset < h.log_start_offset() || !h.is_leader() {
+                if w.fetch_offset > hw
+                    || w.fetch_offset < h.log_start_offset()
+                    || !h.is_leader()
+                    || check_leader_epoch(w.current_leader_epoch, h.leader_epoch()).is_err()
+                {
                     return true;
                 }
                 has_data |= hw > w.fetch_offset;
@@ -261,6 +317,16 @@ async fn read_partition(
         .with_preferred_read_replica(BrokerId(-1))
         .with_records(Some(read.records));
     Ok((data, bytes))
+}
+
+/// The partition's leader and epoch for a KIP-951 hint: this node when it leads the partition
+/// (a fenced client is told the epoch to use here), else whom the shard's Raft state or gossip
+/// names.
+pub(crate) fn current_leader(ctx: &Ctx, handle: &PartitionHandle) -> Option<(u64, i32)> {
+    if handle.is_leader() {
+        return Some((ctx.node.config().node_id, handle.leader_epoch()));
+    }
+    ctx.node.shard_leader(handle.shard())
 }
 
 /// Kafka's leader-epoch fencing: a client that knows an older epoch has stale metadata

@@ -1,9 +1,11 @@
 //! FindCoordinator (key 10), versions 0–6: where a group's (or transaction's) coordinator is.
 //!
 //! A consumer group's coordinator is the leader of shard `1 + hash(group) mod data_shards`
-//! (`Node::coordinator_shard`); on a single node that is this node, at [`Ctx::advertised`]. While
-//! that shard has no leader here (an election), the answer is COORDINATOR_NOT_AVAILABLE, which
-//! clients retry. Jet has no transaction (or share-group) coordinator: those key types answer
+//! (`Node::coordinator_shard`): this node, at [`Ctx::advertised`], when it leads that shard and
+//! serves its groups; another node, at the client address it publishes in gossip
+//! ([`Ctx::broker_endpoint`]), when that node leads it. While the shard has no known leader (an
+//! election), or its leader's address is not known yet, the answer is COORDINATOR_NOT_AVAILABLE,
+//! which clients retry. Jet has no transaction (or share-group) coordinator: those key types answer
 //! COORDINATOR_NOT_AVAILABLE, and an unknown key type INVALID_REQUEST, as Kafka does.
 //!
 //! v0–3 carry one key; v4+ a batch (`coordinator_keys`), answered one entry per key.
@@ -78,12 +80,22 @@ fn locate(ctx: &Ctx, key_type: i8, key: &str) -> Result<Location, (ResponseError
         KEY_TYPE_GROUP => {
             if ctx.groups.is_coordinator_for(key) {
                 let (host, port) = ctx.advertised();
-                Ok((ctx.node.node_id(), host, port))
-            } else {
-                Err((
+                return Ok((ctx.node.node_id(), host, port));
+            }
+            let me = ctx.node.config().node_id;
+            // This node is never named while it does not serve the groups yet (it may lead the
+            // shard but still be applying earlier terms): clients would only be told to wait.
+            let elsewhere = ctx
+                .node
+                .shard_leader(ctx.node.coordinator_shard(key))
+                .filter(|(leader, _)| *leader != me)
+                .and_then(|(leader, _)| ctx.broker_endpoint(leader));
+            match elsewhere {
+                Some(b) => Ok((b.node_id, b.host, b.port)),
+                None => Err((
                     ResponseError::CoordinatorNotAvailable,
                     "the coordinator shard of this group has no leader yet".into(),
-                ))
+                )),
             }
         }
         KEY_TYPE_TRANSACTION | KEY_TYPE_SHARE => Err((

@@ -67,6 +67,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -269,6 +270,10 @@ registry! {
     produce: Produce(ProduceRequest => ProduceResponse),
     fetch: Fetch(FetchRequest => FetchResponse),
     list_offsets: ListOffsets(ListOffsetsRequest => ListOffsetsResponse),
+    offset_for_leader_epoch: OffsetForLeaderEpoch(
+        kafka_protocol::messages::OffsetForLeaderEpochRequest
+            => kafka_protocol::messages::OffsetForLeaderEpochResponse
+    ),
     create_topics: CreateTopics(CreateTopicsRequest => CreateTopicsResponse),
     delete_topics: DeleteTopics(DeleteTopicsRequest => DeleteTopicsResponse),
     create_partitions: CreatePartitions(CreatePartitionsRequest => CreatePartitionsResponse),

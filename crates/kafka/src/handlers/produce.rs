@@ -21,6 +21,10 @@
 //!   bounds it). 1 and -1 both answer after the append is committed and applied: on a single
 //!   node, committed *is* persisted locally, so there is nothing weaker for acks=1 to wait for.
 //!   Other values answer INVALID_REQUIRED_ACKS, as Kafka does.
+//! - **Leader hints (KIP-951).** From v10 a partition answered NOT_LEADER_OR_FOLLOWER carries
+//!   `current_leader`, the leader and epoch this node knows for the partition's shard (-1/-1 when
+//!   it knows none), and the response's `node_endpoints` says where each named leader is
+//!   reached, so the producer moves without a Metadata round trip.
 //! - **Order.** Two phases: [`start`] validates and hands every append to its shard
 //!   (`Node::append_start`), and the connection runs it to completion before it reads the next
 //!   request, so pipelined Produce requests on one connection append in the order they were
@@ -32,13 +36,17 @@ use jet_replication::topic_config;
 use jet_replication::AppendTicket;
 use jet_replication::{AppendOutcome, Error, TopicPartition};
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
+};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use super::fetch::current_leader;
 use super::Ctx;
 use crate::error_map;
 
@@ -59,8 +67,12 @@ enum Slot {
     Appending(usize),
 }
 
+/// One partition of the request: its index, the partition when the topic is known (for leader
+/// hints), and its slot.
+type PartitionSlot = (i32, Option<TopicPartition>, Slot);
+
 /// One topic of the request: name, id, and each partition's slot.
-type TopicSlots = (TopicName, Uuid, Vec<(i32, Slot)>);
+type TopicSlots = (TopicName, Uuid, Vec<PartitionSlot>);
 
 /// A Produce request whose appends were all handed to their shards (or refused).
 pub struct Pending {
@@ -70,6 +82,9 @@ pub struct Pending {
     tickets: Vec<AppendTicket>,
     /// Topic name and batch bytes of each ticket, counted in the metrics once committed.
     sizes: Vec<(String, usize)>,
+    /// The connection's context, kept from v10 on to name the leader of partitions this node
+    /// turns away (KIP-951); older versions have nowhere to put it.
+    hints: Option<Ctx>,
 }
 
 /// Answers a Produce request; `None` for acks=0.
@@ -105,6 +120,7 @@ pub async fn start(ctx: &Ctx, header: &RequestHeader, req: ProduceRequest) -> Pe
         };
         let mut slots = Vec::with_capacity(topic.partition_data.len());
         for partition in topic.partition_data {
+            let tp = resolved.map(|t| TopicPartition::new(t.id, partition.index));
             let slot = match resolved {
                 _ if !valid_acks => Slot::Failed(
                     ResponseError::InvalidRequiredAcks,
@@ -144,7 +160,7 @@ pub async fn start(ctx: &Ctx, header: &RequestHeader, req: ProduceRequest) -> Pe
                     }
                 }
             };
-            slots.push((partition.index, slot));
+            slots.push((partition.index, tp, slot));
         }
         topics.push((topic.name, topic.topic_id, slots));
     }
@@ -154,6 +170,7 @@ pub async fn start(ctx: &Ctx, header: &RequestHeader, req: ProduceRequest) -> Pe
         topics,
         tickets,
         sizes,
+        hints: (version >= 10).then(|| ctx.clone()),
     }
 }
 
@@ -172,6 +189,7 @@ impl Pending {
             topics,
             tickets,
             sizes,
+            hints,
         } = self;
         let results = join_all(tickets.into_iter().map(AppendTicket::wait)).await;
         for (result, (topic, bytes)) in results.iter().zip(&sizes) {
@@ -182,7 +200,7 @@ impl Pending {
         if acks == 0 {
             return None;
         }
-        Some(response(version, topics, &results))
+        Some(response(version, topics, &results, hints.as_ref()))
     }
 }
 
@@ -190,33 +208,22 @@ fn response(
     version: i16,
     topics: Vec<TopicSlots>,
     results: &[Result<AppendOutcome, Error>],
+    hints: Option<&Ctx>,
 ) -> ProduceResponse {
+    let mut endpoints = Vec::new();
     let responses = topics
         .into_iter()
         .map(|(name, topic_id, slots)| {
             let partitions = slots
                 .into_iter()
-                .map(|(index, slot)| match slot {
-                    Slot::Failed(code, message) => failed(version, index, code, message, -1),
-                    Slot::Rejected(records) => rejected(version, index, records),
-                    Slot::Appending(i) => match &results[i] {
-                        Ok(outcome) => appended(index, outcome),
-                        Err(e) => {
-                            let log_start = match e {
-                                Error::OffsetOutOfRange {
-                                    log_start_offset, ..
-                                } => *log_start_offset,
-                                _ => -1,
-                            };
-                            failed(
-                                version,
-                                index,
-                                error_map::response_error(e),
-                                e.to_string(),
-                                log_start,
-                            )
+                .map(|(index, tp, slot)| {
+                    let partition = partition_response(version, index, slot, results);
+                    match (hints, tp) {
+                        (Some(ctx), Some(tp)) => {
+                            with_leader_hint(ctx, tp, partition, &mut endpoints)
                         }
-                    },
+                        _ => partition,
+                    }
                 })
                 .collect();
             TopicProduceResponse::default()
@@ -229,7 +236,80 @@ fn response(
                 .with_partition_responses(partitions)
         })
         .collect();
-    ProduceResponse::default().with_responses(responses)
+    ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(endpoints)
+}
+
+/// KIP-951: names the leader of a partition answered NOT_LEADER_OR_FOLLOWER and adds its
+/// address to `endpoints` (once per leader). Only called from v10 on: kafka-protocol refuses to
+/// encode either field before.
+fn with_leader_hint(
+    ctx: &Ctx,
+    tp: TopicPartition,
+    partition: PartitionProduceResponse,
+    endpoints: &mut Vec<NodeEndpoint>,
+) -> PartitionProduceResponse {
+    if partition.error_code != ResponseError::NotLeaderOrFollower.code() {
+        return partition;
+    }
+    // The partition may be gone (deleted meanwhile), or its shard between leaders: the default
+    // -1/-1, which clients read as "ask Metadata".
+    let Some((leader, epoch)) = ctx
+        .node
+        .partition(&tp)
+        .and_then(|h| current_leader(ctx, &h))
+    else {
+        return partition;
+    };
+    let leader_id = BrokerId(leader as i32);
+    if !endpoints.iter().any(|e| e.node_id == leader_id) {
+        if let Some(b) = ctx.broker_endpoint(leader) {
+            endpoints.push(
+                NodeEndpoint::default()
+                    .with_node_id(leader_id)
+                    .with_host(StrBytes::from_string(b.host))
+                    .with_port(b.port)
+                    .with_rack(b.rack.map(StrBytes::from_string)),
+            );
+        }
+    }
+    partition.with_current_leader(
+        LeaderIdAndEpoch::default()
+            .with_leader_id(leader_id)
+            .with_leader_epoch(epoch),
+    )
+}
+
+/// One partition's answer from its slot and, when it was appended, its append result.
+fn partition_response(
+    version: i16,
+    index: i32,
+    slot: Slot,
+    results: &[Result<AppendOutcome, Error>],
+) -> PartitionProduceResponse {
+    match slot {
+        Slot::Failed(code, message) => failed(version, index, code, message, -1),
+        Slot::Rejected(records) => rejected(version, index, records),
+        Slot::Appending(i) => match &results[i] {
+            Ok(outcome) => appended(index, outcome),
+            Err(e) => {
+                let log_start = match e {
+                    Error::OffsetOutOfRange {
+                        log_start_offset, ..
+                    } => *log_start_offset,
+                    _ => -1,
+                };
+                failed(
+                    version,
+                    index,
+                    error_map::response_error(e),
+                    e.to_string(),
+                    log_start,
+                )
+            }
+        },
+    }
 }
 
 /// Validates the batches of one partition (magic, sizes, CRC-32C). The size limit
