@@ -134,10 +134,12 @@ mod tests {
         m.to = 2;
         m.from = 1;
         m.term = 7;
-        let mut e = Entry::default();
-        e.index = 5;
-        e.term = 7;
-        e.data = vec![1u8, 2, 3].into();
+        let e = Entry {
+            index: 5,
+            term: 7,
+            data: vec![1u8, 2, 3].into(),
+            ..Default::default()
+        };
         m.entries = vec![e].into();
         let mut buf = BytesMut::new();
         let wire = RaftMessage(m.clone());

@@ -79,6 +79,12 @@ impl PeerSink for SimNet {
     }
 }
 
+/// An append's answer to come, and the payload it carried.
+type PendingAck = (oneshot::Receiver<Result<AppendOutcome, Error>>, Vec<u8>);
+
+/// Every key and value a replica's apply wrote, by column family.
+type ReplicaState = Vec<(&'static str, (Vec<u8>, Vec<u8>))>;
+
 struct Sim {
     rng: Rng,
     base: Instant,
@@ -90,7 +96,7 @@ struct Sim {
     cut: Vec<(u64, u64)>,
     leaders: HashMap<(u64, u64), u64>,
     committed: HashMap<(u64, u64), u64>,
-    acks: Vec<(oneshot::Receiver<Result<AppendOutcome, Error>>, Vec<u8>)>,
+    acks: Vec<PendingAck>,
     acknowledged: Vec<(i64, Vec<u8>)>,
     budget: Arc<Semaphore>,
     seed: u64,
@@ -175,11 +181,9 @@ impl Sim {
                 }
             }
             86 => self.delete_records(),
-            88..=91 => {
-                if !self.cut.is_empty() {
-                    let k = self.rng.below(self.cut.len() as u64) as usize;
-                    self.cut.remove(k);
-                }
+            88..=91 if !self.cut.is_empty() => {
+                let k = self.rng.below(self.cut.len() as u64) as usize;
+                self.cut.remove(k);
             }
             92 if faults => {
                 let i = self.rng.below(3) as usize;
@@ -416,7 +420,7 @@ impl Driver {
 }
 
 /// The applied state that must be identical on every replica.
-fn replica_state(store: &Store) -> Vec<(&'static str, (Vec<u8>, Vec<u8>))> {
+fn replica_state(store: &Store) -> ReplicaState {
     store
         .dump_applied_state()
         .unwrap()
