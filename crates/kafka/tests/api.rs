@@ -425,6 +425,37 @@ async fn produce_without_keys_to_a_compacted_topic_names_each_record() {
     assert_eq!(server.node.partition(&tp).unwrap().high_watermark(), 0);
 }
 
+/// One node is one in-sync replica: a topic asking for two refuses acks=all writes with
+/// NOT_ENOUGH_REPLICAS and stores nothing, while acks=1 still appends.
+#[tokio::test]
+async fn produce_acks_all_honours_min_insync_replicas() {
+    let server = start().await;
+    server
+        .create_topic_with("isr", 1, &[("min.insync.replicas", "2")])
+        .await;
+    let mut c = server.client().await;
+    let resp: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("isr", 0, batch(&[b"x"]), -1),
+        )
+        .await;
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code, 19,
+        "NOT_ENOUGH_REPLICAS"
+    );
+    let resp: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("isr", 0, batch(&[b"y"]), 1),
+        )
+        .await;
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (0, 0), "acks=1 appends");
+}
+
 #[tokio::test]
 async fn produce_invalid_acks_is_refused() {
     let server = start().await;

@@ -18,9 +18,13 @@
 //! - **Records stay bytes.** The `records` of a partition is a slice of the request frame and goes
 //!   to `Node::append` as it is; nothing here decodes a record.
 //! - **acks.** 0 sends no response (after the append, so the connection's in-flight limit still
-//!   bounds it). 1 and -1 both answer after the append is committed and applied: on a single
-//!   node, committed *is* persisted locally, so there is nothing weaker for acks=1 to wait for.
-//!   Other values answer INVALID_REQUIRED_ACKS, as Kafka does.
+//!   bounds it). 1 and -1 both answer after the append is committed by a majority of the shard's
+//!   voters and applied: offsets are assigned at apply, so there is no offset to answer with
+//!   before (acks=1 is as strong as acks=all in Jet). Other values answer INVALID_REQUIRED_ACKS,
+//!   as Kafka does.
+//! - **min.insync.replicas.** With acks=-1, a partition whose shard has fewer in-sync replicas
+//!   than the topic's `min.insync.replicas` answers NOT_ENOUGH_REPLICAS and appends nothing, as
+//!   Kafka does.
 //! - **Leader hints (KIP-951).** From v10 a partition answered NOT_LEADER_OR_FOLLOWER carries
 //!   `current_leader`, the leader and epoch this node knows for the partition's shard (-1/-1 when
 //!   it knows none), and the response's `node_endpoints` says where each named leader is
@@ -140,7 +144,18 @@ pub async fn start(ctx: &Ctx, header: &RequestHeader, req: ProduceRequest) -> Pe
                     let records = partition.records.unwrap_or_default();
                     let bytes = records.len();
                     let compacted = topic_config::cleanup_policy_has(&t.configs, "compact");
+                    let min_isr = topic_config::effective_i64(&t.configs, "min.insync.replicas");
+                    let shard = t.partitions[partition.index as usize].shard;
+                    let in_sync = ctx.node.shard_isr(shard).len() as i64;
                     match check_batches(&records).and_then(|()| {
+                        if acks == -1 && in_sync < min_isr {
+                            return Err((
+                                ResponseError::NotEnoughReplicas,
+                                format!(
+                                    "{in_sync} in-sync replicas, fewer than min.insync.replicas {min_isr}"
+                                ),
+                            ));
+                        }
                         if compacted {
                             check_keys(&records, &t.name, partition.index)
                         } else {
