@@ -601,7 +601,7 @@ impl Node {
         &self,
         tp: TopicPartition,
     ) -> Result<Vec<(i64, crate::producer::ProducerEntry)>, Error> {
-        self.partition(&tp).ok_or(Error::UnknownTopicOrPartition)?;
+        self.partition_here(&tp)?;
         let store = self.store.clone();
         let records = tokio::task::spawn_blocking(move || {
             store.scan_meta(&jet_storage::keys::producer_prefix(&tp))
@@ -638,7 +638,7 @@ impl Node {
         tp: TopicPartition,
         batches: Bytes,
     ) -> Result<AppendTicket, Error> {
-        let handle = self.partition(&tp).ok_or(Error::UnknownTopicOrPartition)?;
+        let handle = self.partition_here(&tp)?;
         if !handle.is_leader() {
             return Err(Error::NotLeader);
         }
@@ -697,7 +697,7 @@ impl Node {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult, Error> {
-        let handle = self.partition(&tp).ok_or(Error::UnknownTopicOrPartition)?;
+        let handle = self.partition_here(&tp)?;
         let high_watermark = handle.high_watermark();
         let log_start_offset = handle.log_start_offset();
         if offset < log_start_offset || offset > high_watermark {
@@ -745,7 +745,7 @@ impl Node {
         tp: TopicPartition,
         timestamp: i64,
     ) -> Result<Option<Bytes>, Error> {
-        let handle = self.partition(&tp).ok_or(Error::UnknownTopicOrPartition)?;
+        let handle = self.partition_here(&tp)?;
         let (from, to) = (handle.log_start_offset(), handle.high_watermark());
         let store = self.store.clone();
         Ok(tokio::task::spawn_blocking(move || {
@@ -761,7 +761,7 @@ impl Node {
     /// Moves the log start offset of `tp` to `offset` (DeleteRecords); `-1` means the high
     /// watermark. Returns the new log start offset.
     pub async fn delete_records(&self, tp: TopicPartition, offset: i64) -> Result<i64, Error> {
-        let handle = self.partition(&tp).ok_or(Error::UnknownTopicOrPartition)?;
+        let handle = self.partition_here(&tp)?;
         let hw = handle.high_watermark();
         let offset = if offset == -1 { hw } else { offset };
         if offset < 0 || offset > hw {

@@ -26,6 +26,12 @@
 //!   knows for the partition's shard, -1/-1 when it knows none; from v16 the response's
 //!   `node_endpoints` says where each named leader is reached, so the client moves without a
 //!   Metadata round trip.
+//! - **Reads from followers (KIP-392).** From v11 a consumer may fetch from any replica. The
+//!   leader of a partition, asked by a client whose `rack_id` is not its own, names an in-sync
+//!   replica in that rack as `preferred_read_replica` and answers no records for that partition
+//!   (the client moves there). A follower serves up to the high watermark it has applied; an
+//!   offset past it (the leader has more) waits like a caught-up consumer instead of answering
+//!   OFFSET_OUT_OF_RANGE. Before v11, and for non-consumers, only the leader serves.
 //! - **Records stay bytes.** The node reads a partition's batches into one buffer (the response
 //!   carries one records field), patching base offsets and leader epochs as it copies them.
 
@@ -62,6 +68,8 @@ const READ_COMMITTED: i8 = 1;
 /// The request, resolved: what to read and within which limits.
 struct Plan {
     version: i16,
+    /// The client's rack (v11+), for KIP-392's preferred read replica.
+    rack: Option<String>,
     max_bytes: usize,
     read_committed: bool,
     wanted: Vec<Wanted>,
@@ -113,9 +121,9 @@ pub async fn handle(ctx: &Ctx, header: &RequestHeader, req: FetchRequest) -> Fet
                 Some(t) => {
                     let tp = TopicPartition::new(t.id, p.partition);
                     ctx.node
-                        .partition(&tp)
+                        .partition_here(&tp)
                         .map(|h| (tp, h))
-                        .ok_or(ResponseError::UnknownTopicOrPartition)
+                        .map_err(|e| error_map::response_error(&e))
                 }
             };
             wanted.push(Wanted {
@@ -139,13 +147,14 @@ pub async fn handle(ctx: &Ctx, header: &RequestHeader, req: FetchRequest) -> Fet
     let min_bytes = req.min_bytes.max(0) as usize;
     let plan = Plan {
         version,
+        rack: (version >= 11 && !req.rack_id.is_empty()).then(|| req.rack_id.to_string()),
         max_bytes: req.max_bytes.max(0) as usize,
         read_committed: req.isolation_level == READ_COMMITTED,
         wanted,
     };
 
     let partitions = loop {
-        if enough_available(&plan.wanted, min_bytes) || Instant::now() >= deadline {
+        if enough_available(ctx, &plan, min_bytes) || Instant::now() >= deadline {
             let (partitions, bytes, any_error) = read_all(ctx, &plan).await;
             if bytes >= min_bytes || any_error || Instant::now() >= deadline {
                 break partitions;
@@ -222,18 +231,65 @@ fn with_leader_hint(
     )
 }
 
+/// Who answers a partition's fetch here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// This node leads it: the reader.
+    Leader,
+    /// This node follows it and serves the consumer up to its own high watermark (KIP-392).
+    Follower,
+    /// This node leads it but names another replica, in the client's rack, to read from.
+    Preferred(u64),
+    /// This node may not serve it.
+    NotLeader,
+}
+
+fn route(ctx: &Ctx, plan: &Plan, handle: &PartitionHandle) -> Route {
+    if !handle.is_leader() {
+        // A follower serves only while its Raft state knows another node leads the shard: a
+        // node between leaders, or stopping, sends the client back to Metadata.
+        let me = ctx.node.config().node_id;
+        let follows = ctx.node.shard_status(handle.shard()).is_some_and(|st| {
+            let leader = st.leader.load(std::sync::atomic::Ordering::Acquire);
+            leader != 0 && leader != me
+        });
+        return if plan.version >= 11 && follows {
+            Route::Follower
+        } else {
+            Route::NotLeader
+        };
+    }
+    let Some(rack) = plan.rack.as_deref() else {
+        return Route::Leader;
+    };
+    if ctx.config.rack.as_deref() == Some(rack) {
+        return Route::Leader;
+    }
+    let me = ctx.node.config().node_id;
+    ctx.node
+        .shard_isr(handle.shard())
+        .into_iter()
+        .filter(|id| *id != me)
+        .find(|id| {
+            ctx.broker_endpoint(*id)
+                .is_some_and(|b| b.rack.as_deref() == Some(rack))
+        })
+        .map_or(Route::Leader, Route::Preferred)
+}
+
 /// True when reading might satisfy `min_bytes`: some partition has records past its fetch
-/// offset, or would answer with an error (which Kafka returns at once).
-fn enough_available(wanted: &[Wanted], min_bytes: usize) -> bool {
+/// offset, or would answer with an error or a redirection (which Kafka returns at once).
+fn enough_available(ctx: &Ctx, plan: &Plan, min_bytes: usize) -> bool {
     let mut has_data = false;
-    for w in wanted {
+    for w in &plan.wanted {
         match &w.target {
             Err(_) => return true,
             Ok((_, h)) => {
                 let hw = h.high_watermark();
-                if w.fetch_offset > hw
+                let r = route(ctx, plan, h);
+                if matches!(r, Route::NotLeader | Route::Preferred(_))
+                    || (w.fetch_offset > hw && r == Route::Leader)
                     || w.fetch_offset < h.log_start_offset()
-                    || !h.is_leader()
                     || check_leader_epoch(w.current_leader_epoch, h.leader_epoch()).is_err()
                 {
                     return true;
@@ -269,7 +325,7 @@ async fn read_all(ctx: &Ctx, plan: &Plan) -> (Vec<PartitionData>, usize, bool) {
             .min(plan.max_bytes.saturating_sub(total));
         // KIP-74: only the first partition with data may go over the limits, by one batch.
         let min_one = total == 0;
-        let data = match read_partition(ctx, w, budget, min_one).await {
+        let data = match read_partition(ctx, plan, w, budget, min_one).await {
             Ok((data, bytes)) => {
                 total += bytes;
                 data.with_aborted_transactions(aborted_transactions(plan.read_committed))
@@ -293,16 +349,35 @@ enum PartitionError {
 
 async fn read_partition(
     ctx: &Ctx,
+    plan: &Plan,
     w: &Wanted,
     budget: usize,
     min_one: bool,
 ) -> Result<(PartitionData, usize), PartitionError> {
     let (tp, handle) = w.target.as_ref().map_err(|e| PartitionError::Code(*e))?;
-    if !handle.is_leader() {
+    let r = route(ctx, plan, handle);
+    if r == Route::NotLeader {
         return Err(PartitionError::Code(ResponseError::NotLeaderOrFollower));
     }
     check_leader_epoch(w.current_leader_epoch, handle.leader_epoch())
         .map_err(PartitionError::Code)?;
+    let empty = |hw: i64, preferred: i32| {
+        PartitionData::default()
+            .with_partition_index(w.partition)
+            .with_high_watermark(hw)
+            .with_last_stable_offset(hw)
+            .with_log_start_offset(handle.log_start_offset())
+            .with_preferred_read_replica(BrokerId(preferred))
+            .with_records(Some(Bytes::new()))
+    };
+    match r {
+        Route::Preferred(id) => return Ok((empty(handle.high_watermark(), id as i32), 0)),
+        Route::Follower if w.fetch_offset > handle.high_watermark() => {
+            // The leader has more than this follower applied yet: nothing to read here now.
+            return Ok((empty(handle.high_watermark(), -1), 0));
+        }
+        _ => {}
+    }
     let read = ctx
         .node
         .read(*tp, w.fetch_offset, budget, min_one)

@@ -67,10 +67,17 @@ pub async fn handle(
     for topic in &req.topics {
         let resolved = meta.topic(&topic.name);
         for p in &topic.partitions {
-            let target = resolved.and_then(|t| {
-                let tp = TopicPartition::new(t.id, p.partition_index);
-                ctx.node.partition(&tp).map(|h| (tp, h))
-            });
+            let target = match resolved {
+                None => Err(ResponseError::UnknownTopicOrPartition),
+                Some(t) => {
+                    let tp = TopicPartition::new(t.id, p.partition_index);
+                    // A partition this node holds no replica of: NOT_LEADER_OR_FOLLOWER.
+                    ctx.node
+                        .partition_here(&tp)
+                        .map(|h| (tp, h))
+                        .map_err(|e| error_map::response_error(&e))
+                }
+            };
             lookups.push(lookup(ctx, version, target, p));
         }
         shapes.push((topic.name.clone(), topic.partitions.len()));
@@ -90,7 +97,7 @@ pub async fn handle(
 async fn lookup(
     ctx: &Ctx,
     version: i16,
-    target: Option<(TopicPartition, PartitionHandle)>,
+    target: Result<(TopicPartition, PartitionHandle), ResponseError>,
     p: &ListOffsetsPartition,
 ) -> ListOffsetsPartitionResponse {
     let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
@@ -107,10 +114,10 @@ async fn lookup(
 
 async fn find(
     ctx: &Ctx,
-    target: Option<(TopicPartition, PartitionHandle)>,
+    target: Result<(TopicPartition, PartitionHandle), ResponseError>,
     p: &ListOffsetsPartition,
 ) -> Result<Option<Found>, ResponseError> {
-    let (tp, handle) = target.ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let (tp, handle) = target?;
     if !handle.is_leader() {
         return Err(ResponseError::NotLeaderOrFollower);
     }

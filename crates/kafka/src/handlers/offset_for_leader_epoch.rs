@@ -55,10 +55,17 @@ pub async fn handle(
     for topic in &req.topics {
         let resolved = meta.topic(&topic.topic);
         for p in &topic.partitions {
-            let target = resolved.and_then(|t| {
-                let tp = TopicPartition::new(t.id, p.partition);
-                ctx.node.partition(&tp).map(|h| (tp, h))
-            });
+            let target = match resolved {
+                None => Err(ResponseError::UnknownTopicOrPartition),
+                Some(t) => {
+                    let tp = TopicPartition::new(t.id, p.partition);
+                    // A partition this node holds no replica of: NOT_LEADER_OR_FOLLOWER.
+                    ctx.node
+                        .partition_here(&tp)
+                        .map(|h| (tp, h))
+                        .map_err(|e| error_map::response_error(&e))
+                }
+            };
             lookups.push(lookup(ctx, target, p));
         }
         shapes.push((topic.topic.clone(), topic.partitions.len()));
@@ -88,7 +95,7 @@ impl ErrorCode for OffsetForLeaderEpochResponse {
 
 async fn lookup(
     ctx: &Ctx,
-    target: Option<(TopicPartition, PartitionHandle)>,
+    target: Result<(TopicPartition, PartitionHandle), ResponseError>,
     p: &OffsetForLeaderPartition,
 ) -> EpochEndOffset {
     let response = EpochEndOffset::default().with_partition(p.partition);
@@ -102,10 +109,10 @@ async fn lookup(
 
 async fn end_offset(
     ctx: &Ctx,
-    target: Option<(TopicPartition, PartitionHandle)>,
+    target: Result<(TopicPartition, PartitionHandle), ResponseError>,
     p: &OffsetForLeaderPartition,
 ) -> Result<(i32, i64), ResponseError> {
-    let (tp, handle) = target.ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let (tp, handle) = target?;
     if !handle.is_leader() {
         return Err(ResponseError::NotLeaderOrFollower);
     }

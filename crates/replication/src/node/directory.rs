@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::Node;
 use crate::driver::METADATA_SHARD;
+use crate::{Error, PartitionHandle, TopicPartition};
 
 /// A broker as Kafka clients see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +100,24 @@ impl Node {
             .into_iter()
             .filter(|n| *n == self.config.node_id || directory.brokers.contains_key(n))
             .collect()
+    }
+
+    /// The partition's handle on this node; for a partition the cluster has but this node holds
+    /// no replica of (or has not created yet), [`Error::NotLeader`], which clients answer by
+    /// asking Metadata where the leader is.
+    pub fn partition_here(&self, tp: &TopicPartition) -> Result<PartitionHandle, Error> {
+        if let Some(h) = self.partition(tp) {
+            return Ok(h);
+        }
+        let exists = self
+            .metadata()
+            .topic_by_id(&tp.topic_id)
+            .is_some_and(|t| tp.partition >= 0 && (tp.partition as usize) < t.partitions.len());
+        Err(if exists {
+            Error::NotLeader
+        } else {
+            Error::UnknownTopicOrPartition
+        })
     }
 
     /// The metadata shard's leader: Kafka's controller id.

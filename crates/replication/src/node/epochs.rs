@@ -23,7 +23,7 @@ impl Node {
         tp: TopicPartition,
         requested: i32,
     ) -> Result<EpochEnd, Error> {
-        let handle = self.partition(&tp).ok_or(Error::UnknownTopicOrPartition)?;
+        let handle = self.partition_here(&tp)?;
         let current = handle.leader_epoch();
         // Both read before the search: a batch published meanwhile is past `end` and not seen,
         // and retention moving the log start only leaves index entries the bound skips.
