@@ -164,7 +164,8 @@ class Node:
         self.log_path = self.dir / "jet.log"
         self.proc: subprocess.Popen | None = None
         self.paused = False
-        self.exit_codes: list[int] = []
+        self.exit_codes: list[int] = []  # of the stops this helper made
+        self._stopped_by_us = False
 
     def __repr__(self) -> str:
         return f"Node({self.id}, kafka={self.kafka_port}, {self.state()})"
@@ -202,6 +203,13 @@ class Node:
             return "down"
         return "paused" if self.paused else "up"
 
+    def unexpected_exit(self) -> int | None:
+        """The exit code if the process ended without this helper stopping it (a crash, or a
+        signal from outside the test), else None."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        return None if self._stopped_by_us else self.proc.returncode
+
     def spawn(self) -> None:
         """Starts the process and returns at once (see wait_ready)."""
         assert not self.running(), f"node {self.id} is already running"
@@ -219,6 +227,7 @@ class Node:
                 preexec_fn=_pdeathsig if on_main else None,
             )
         self.paused = False
+        self._stopped_by_us = False
 
     def answers(self) -> bool:
         return self.running() and api_versions_ok(HOST, self.kafka_port, timeout_s=2.0)
@@ -241,6 +250,7 @@ class Node:
 
     def kill9(self) -> None:
         if self.running():
+            self._stopped_by_us = True
             self.proc.send_signal(signal.SIGKILL)
             self.exit_codes.append(self.proc.wait(timeout=10))
         self.paused = False
@@ -260,6 +270,7 @@ class Node:
         the call fails. Returns the exit code."""
         if not self.running():
             return self.proc.returncode if self.proc else 0
+        self._stopped_by_us = True
         self.proc.send_signal(signal.SIGTERM)
         if self.paused:
             self.sigcont()
@@ -373,7 +384,10 @@ class Cluster:
 
     def log_tails(self, lines: int = 40) -> str:
         return "\n".join(
-            f"--- node {n.id} ({n.state()}, exits {n.exit_codes}) {n.log_path} ---\n"
+            f"--- node {n.id} ({n.state()}"
+            + (f", EXITED BY ITSELF with {n.unexpected_exit()}"
+               if n.unexpected_exit() is not None else "")
+            + f") {n.log_path} ---\n"
             f"{n.log_tail(lines)}"
             for n in self.nodes
         )
@@ -488,6 +502,8 @@ class ProducerLoad:
         self.last_ok: float | None = None
         self.longest_stall = 0.0
         self.longest_stall_at = 0.0  # seconds since start, when it ended
+        self._last_ok_in: dict[int, float] = {}
+        self.partition_stalls: dict[int, float] = {}  # partition -> its longest gap
         self.finished_at: float | None = None
         self.unflushed = 0
         self._stop = threading.Event()
@@ -506,6 +522,11 @@ class ProducerLoad:
             self.failed[seq] = str(err)
             return
         self.acked[seq] = (msg.partition(), msg.offset())
+        p = msg.partition()
+        if p in self._last_ok_in:
+            gap = now - self._last_ok_in[p]
+            self.partition_stalls[p] = max(self.partition_stalls.get(p, 0.0), gap)
+        self._last_ok_in[p] = now
         if self.last_ok is not None and now - self.last_ok > self.longest_stall:
             self.longest_stall = now - self.last_ok
             self.longest_stall_at = now - self.started
@@ -555,6 +576,14 @@ class ProducerLoad:
     def stop(self) -> None:
         self._stop.set()
 
+    def stall_report(self) -> str:
+        worst = max(self.partition_stalls.items(), key=lambda kv: kv[1], default=(None, 0.0))
+        return (
+            f"longest produce stall {self.longest_stall:.2f}s (gap between two successful "
+            f"delivery reports, ended at t={self.longest_stall_at:.1f}s); longest in one "
+            f"partition {worst[1]:.2f}s (partition {worst[0]})"
+        )
+
     def join(self, timeout_s: float | None = None) -> "ProducerLoad":
         """Waits for the thread (bounded by max_s anyway) and re-raises what it raised."""
         self._thread.join(timeout_s if timeout_s is not None else self.max_s + 30)
@@ -576,12 +605,32 @@ class ProducerLoad:
         assert len(self.acked) == self.sent, f"{len(self.acked)} acks for {self.sent} sent"
 
 
+def high_watermarks(bootstrap: str, topic: str, partitions: int, timeout_s: float = 60.0
+                    ) -> dict[int, int]:
+    """partition -> high watermark, each attempt with a fresh consumer (so a stale metadata
+    cache from one attempt does not carry over)."""
+    ck = need("confluent_kafka")
+
+    def attempt():
+        c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "watermarks"})
+        try:
+            return {
+                p: c.get_watermark_offsets(ck.TopicPartition(topic, p), timeout=5)[1]
+                for p in range(partitions)
+            }
+        finally:
+            c.close()
+
+    return wait_for(f"the high watermarks of {topic}", attempt, timeout_s=timeout_s)
+
+
 def read_back(bootstrap: str, topic: str, partitions: int, timeout_s: float = 120.0
               ) -> dict[int, list[tuple[int, int]]]:
     """Every record of every partition, from the earliest offset up to the high watermark read
     at the start: partition -> [(offset, int(value))] in offset order. Fresh consumer, no
     group offsets."""
     ck = need("confluent_kafka")
+    high = high_watermarks(bootstrap, topic, partitions)
     consumer = ck.Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": f"readback-{time.monotonic_ns()}",
@@ -590,26 +639,19 @@ def read_back(bootstrap: str, topic: str, partitions: int, timeout_s: float = 12
         "enable.partition.eof": False,
     })
     try:
-        tps = [ck.TopicPartition(topic, p) for p in range(partitions)]
-        high = {
-            tp.partition: wait_for(
-                f"the high watermark of {topic}[{tp.partition}]",
-                lambda tp=tp: consumer.get_watermark_offsets(tp, timeout=5),
-                timeout_s=60,
-            )[1]
-            for tp in tps
-        }
         consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in high])
         out: dict[int, list[tuple[int, int]]] = {p: [] for p in high}
         next_offset = {p: 0 for p in high}
+        errors: list[str] = []
         deadline = time.monotonic() + timeout_s
         while any(next_offset[p] < high[p] for p in high):
             assert time.monotonic() < deadline, (
-                f"read back only up to {next_offset} of high watermarks {high} in {timeout_s}s"
+                f"read back only up to {next_offset} of high watermarks {high} in "
+                f"{timeout_s:.0f}s; consumer errors: {errors[-5:]}"
             )
             for m in consumer.consume(num_messages=10_000, timeout=0.5):
                 if m.error() is not None:
-                    assert m.error().retriable() or "_TRANSPORT" in str(m.error()), m.error()
+                    errors.append(str(m.error()))
                     continue
                 out[m.partition()].append((m.offset(), int(m.value())))
                 next_offset[m.partition()] = m.offset() + 1

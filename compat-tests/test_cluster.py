@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import faulthandler
 import json
+import logging
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 
 import pytest
 
@@ -106,6 +107,10 @@ def test_three_local_nodes(kcat_bin, cluster3, request):
 # ------------------------------------------------------------------------------------------
 
 FAILOVER_MESSAGES = 200_000
+# Paced so that the stream outlasts the kill and the restart (unpaced, 200,000 take a few
+# seconds and the restarted node would rejoin an idle cluster): ~40 s in all, the kill at ~10 s,
+# the restart at ~20 s.
+FAILOVER_RATE = 5_000
 FAILOVER_KILL_AFTER = 50_000
 RESTART_AFTER_S = 10.0
 
@@ -115,7 +120,8 @@ def test_failover_under_load(cluster3, request):
     partitions = 6
     cluster3.create_topic(topic, partitions, 3)
     # Idempotent, acks=all, linger.ms=5, message.timeout.ms=120000 (ProducerLoad's defaults).
-    load = ProducerLoad(cluster3.bootstrap, topic, partitions, count=FAILOVER_MESSAGES).start()
+    load = ProducerLoad(cluster3.bootstrap, topic, partitions, count=FAILOVER_MESSAGES,
+                        rate=FAILOVER_RATE).start()
 
     wait_for(
         f"{FAILOVER_KILL_AFTER} delivered",
@@ -153,14 +159,13 @@ def test_failover_under_load(cluster3, request):
 
     load.join()
     elapsed = load.finished_at - load.started
-    print(f"produced {load.sent} in {elapsed:.1f}s; longest produce stall "
-          f"{load.longest_stall:.2f}s (ended at t={load.longest_stall_at:.1f}s)")
+    print(f"produced {load.sent} in {elapsed:.1f}s; {load.stall_report()}")
     load.assert_all_acked()
 
     cluster3.wait_fully_replicated(topic, partitions, 3, timeout_s=60)
     records = read_back(cluster3.bootstrap, topic, partitions)
     assert_clean(check_delivery(load.acked, records), "failover under load")
-    print(f"longest produce stall: {load.longest_stall:.2f}s")
+    print(load.stall_report())
 
 
 # ------------------------------------------------------------------------------------------
@@ -209,7 +214,7 @@ def test_stalled_leader(cluster3, request):
              timeout_s=60, diag=lambda: f"errors {load.client_errors[-5:]}")
     load.stop()
     load.join()
-    print(f"longest produce stall {load.longest_stall:.2f}s")
+    print(load.stall_report())
     load.assert_all_acked()
     records = read_back(cluster3.bootstrap, topic, partitions)
     assert_clean(check_delivery(load.acked, records), "stalled leader")
@@ -271,7 +276,26 @@ class Committer:
             time.sleep(0.2)
 
 
-def group_consumer(bootstrap: str, group: str, **conf):
+class RecentLog(logging.Handler):
+    """The last lines a client logged (librdkafka's group debug included), for failure
+    messages."""
+
+    def __init__(self, name: str, lines: int = 150):
+        super().__init__()
+        self.lines: deque[str] = deque(maxlen=lines)
+        self.logger = logging.getLogger(f"jet-cluster-test.{name}.{time.monotonic_ns()}")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.addHandler(self)
+
+    def emit(self, record) -> None:
+        self.lines.append(f"{time.strftime('%H:%M:%S')} {record.getMessage()}")
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(list(self.lines)[-n:])
+
+
+def group_consumer(bootstrap: str, group: str, log: RecentLog | None = None, **conf):
     ck = need("confluent_kafka")
     config = {
         "bootstrap.servers": bootstrap,
@@ -282,6 +306,8 @@ def group_consumer(bootstrap: str, group: str, **conf):
         "session.timeout.ms": SESSION_MS,
         "heartbeat.interval.ms": 1000,
     }
+    if log is not None:
+        config.update({"logger": log.logger, "debug": "cgrp"})
     config.update(conf)
     return ck.Consumer(config)
 
@@ -297,7 +323,8 @@ def test_coordinator_failover(cluster3, request):
     produced = set(load.acked)
 
     group = f"g-{topic}"[:200]
-    consumer = group_consumer(cluster3.bootstrap, group)
+    log = RecentLog("coordinator-failover")
+    consumer = group_consumer(cluster3.bootstrap, group, log)
     committer = Committer(consumer, topic)
     consumed: list[int] = []
     consumer_errors: list[str] = []
@@ -309,6 +336,7 @@ def test_coordinator_failover(cluster3, request):
             assert time.monotonic() < deadline, (
                 f"consumed {len(set(consumed))} of {len(produced)} distinct in 240s; "
                 f"commit errors {committer.errors[-5:]}; consumer errors {consumer_errors[-5:]}"
+                f"\n--- the consumer's last log lines ---\n{log.tail()}"
             )
             batch = consumer.consume(num_messages=500, timeout=0.5)
             offsets: dict[int, int] = {}
@@ -422,6 +450,15 @@ def test_rolling_restart(cluster3, request):
                  diag=lambda: f"reader errors {reader.errors[-5:]}; producer "
                               f"{load.delivered} delivered, {load.client_errors[-5:]}")
         for node in cluster3.nodes:
+            # Traffic flows (both ways) before each stop: the cluster serves after the last one.
+            delivered, read = load.delivered, len(reader.values)
+            wait_for(
+                f"500 more delivered and read before stopping node {node.id}",
+                lambda: load.delivered >= delivered + 500 and len(reader.values) >= read + 500,
+                timeout_s=90,
+                diag=lambda: f"delivered {load.delivered}, read {len(reader.values)}; reader "
+                             f"errors {reader.errors[-5:]}; producer {load.client_errors[-5:]}",
+            )
             t0 = time.monotonic()
             code = node.sigterm_and_wait()
             assert code == 0, f"node {node.id} exited with {code} on SIGTERM:\n{node.log_tail()}"
@@ -437,7 +474,7 @@ def test_rolling_restart(cluster3, request):
                  lambda: load.delivered >= after + 1000, timeout_s=60)
         load.stop()
         load.join()
-        print(f"longest produce stall {load.longest_stall:.2f}s")
+        print(load.stall_report())
         load.assert_all_acked()
         acked = set(load.acked)
         wait_for(
