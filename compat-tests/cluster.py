@@ -504,6 +504,7 @@ class ProducerLoad:
         self.longest_stall_at = 0.0  # seconds since start, when it ended
         self._last_ok_in: dict[int, float] = {}
         self.partition_stalls: dict[int, float] = {}  # partition -> its longest gap
+        self.acked_in: Counter = Counter()  # partition -> acknowledged messages
         self.finished_at: float | None = None
         self.unflushed = 0
         self._stop = threading.Event()
@@ -523,6 +524,7 @@ class ProducerLoad:
             return
         self.acked[seq] = (msg.partition(), msg.offset())
         p = msg.partition()
+        self.acked_in[p] += 1
         if p in self._last_ok_in:
             gap = now - self._last_ok_in[p]
             self.partition_stalls[p] = max(self.partition_stalls.get(p, 0.0), gap)
@@ -568,6 +570,9 @@ class ProducerLoad:
             self._exc = e
         finally:
             self.finished_at = time.monotonic()
+            # The producer holds our callbacks and we hold it: drop it here so that librdkafka
+            # stops (rather than reconnecting to a stopped cluster until the GC finds the cycle).
+            self.producer = None
 
     @property
     def delivered(self) -> int:

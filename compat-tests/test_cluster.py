@@ -178,7 +178,11 @@ def test_stalled_leader(cluster3, request):
     topic = topic_name(request)
     partitions = 3
     md = cluster3.create_topic(topic, partitions, 3)
-    load = ProducerLoad(cluster3.bootstrap, topic, partitions, rate=1000).start()
+    # librdkafka waits socket.timeout.ms (60 s by default) for the answer to a request in flight
+    # to the stopped leader before it looks for the new one; 3 s lets the producer move to the
+    # new leader while the old one is still stopped.
+    load = ProducerLoad(cluster3.bootstrap, topic, partitions, rate=1000,
+                        **{"socket.timeout.ms": 3000}).start()
     wait_for("2,000 delivered before the stall", lambda: load.delivered >= 2000, timeout_s=60,
              diag=lambda: f"errors {load.client_errors[-5:]}")
 
@@ -187,6 +191,7 @@ def test_stalled_leader(cluster3, request):
     victim = cluster3.node(old)
     print(f"SIGSTOP node {victim.id}, leader of {topic}[0]; {md.describe(topic)}")
     before = load.delivered
+    before_p0 = load.acked_in[0]
     stopped_at = time.monotonic()
     victim.sigstop()
     try:
@@ -205,9 +210,18 @@ def test_stalled_leader(cluster3, request):
         print(f"{topic}[0]: node {leader} leads {took:.1f}s after the stop")
         time.sleep(max(0.0, STALL_S - (time.monotonic() - stopped_at)))
         during = load.delivered - before
+        during_p0 = load.acked_in[0] - before_p0
     finally:
         victim.sigcont()
-    print(f"SIGCONT node {victim.id}; {during} delivered while it was stopped")
+    print(f"SIGCONT node {victim.id}; {during} delivered while it was stopped, {during_p0} of "
+          f"them to {topic}[0]")
+    # The new leader serves: writes to the stalled leader's partition went on without it.
+    assert during_p0 > 0, (
+        f"no write to {topic}[0] was acknowledged in the {STALL_S:.0f}s its old leader (node "
+        f"{old}) was stopped, though node {leader} led it after {took:.1f}s\n"
+        f"{load.stall_report()}; producer errors {load.client_errors[-5:]}\n"
+        + cluster3.log_tails(20)
+    )
 
     after = load.delivered
     wait_for("2,000 more delivered after SIGCONT", lambda: load.delivered >= after + 2000,

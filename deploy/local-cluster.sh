@@ -7,9 +7,9 @@
 #
 # Node i (1..N) gets node id i, the Kafka port P+i-1, the peer (Raft, TCP) and gossip (UDP) port
 # P+100+i-1, the HTTP port P+200+i-1, and its own directory DIR/node-i holding data/, jet.log and
-# jet.pid, where DIR is ${JET_CLUSTER_DIR:-./jet-cluster}. P defaults to 19092. Every node starts
-# with --bootstrap-expect N and --seeds listing every node's gossip address, so all N must be up
-# before any answers Kafka clients; `start` launches them together, waits (at most
+# jet.pid, where DIR is ${JET_CLUSTER_DIR:-./jet-cluster}. P defaults to the one DIR was started
+# with before, else 19092. Every node starts with --bootstrap-expect N and --seeds listing every
+# node's gossip address, so all N must be up before any answers Kafka clients; `start` launches them together, waits (at most
 # ${JET_CLUSTER_START_TIMEOUT_S:-90} s) until every Kafka port answers ApiVersions, and prints
 # the bootstrap servers. Starting again on an existing DIR restarts the same nodes on their data.
 #
@@ -115,7 +115,7 @@ cmd_start() {
     [ $# -ge 1 ] || usage
     local n="$1"
     shift
-    local base=19092 extra=()
+    local base="" extra=()
     while [ $# -gt 0 ]; do
         case "$1" in
             --base-port)
@@ -138,14 +138,17 @@ cmd_start() {
     if ! { is_uint "$n" && [ "$n" -ge 1 ] && [ "$n" -le 99 ]; }; then
         die "N must be a number from 1 to 99, not '$n'"
     fi
+    if load_conf; then
+        [ "$nodes" = "$n" ] || die "$dir holds a $nodes-node cluster; stop it and remove $dir to start $n nodes"
+        # A restart keeps the ports the nodes' data was made with, unless told otherwise.
+        base="${base:-$base_port}"
+    fi
+    base="${base:-19092}"
     if ! { is_uint "$base" && [ "$base" -ge 1 ] && [ $((base + 299)) -le 65535 ]; }; then
         die "--base-port must be a port from 1 to 65236, not '$base'"
     fi
     is_uint "$start_timeout_s" || die "JET_CLUSTER_START_TIMEOUT_S must be a number of seconds"
 
-    if load_conf; then
-        [ "$nodes" = "$n" ] || die "$dir holds a $nodes-node cluster; stop it and remove $dir to start $n nodes"
-    fi
     nodes="$n"
     base_port="$base"
     local i id
@@ -153,7 +156,7 @@ cmd_start() {
         id=$((i + 1))
         [ -z "$(node_pid "$id")" ] || die "node $id already runs (pid $(node_pid "$id")); run '$0 stop' first"
     done
-    local bin
+    local bin port
     bin="$(find_bin)"
     for ((i = 0; i < nodes; i++)); do
         for port in $((base + i)) $((base + 100 + i)) $((base + 200 + i)); do
