@@ -508,6 +508,7 @@ class ProducerLoad:
         self.finished_at: float | None = None
         self.unflushed = 0
         self._stop = threading.Event()
+        self._abort = threading.Event()
         self._exc: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="producer", daemon=True)
 
@@ -561,7 +562,7 @@ class ProducerLoad:
                 seq += 1
                 self.sent = seq
                 self.producer.poll(0)
-            while time.monotonic() < deadline and not self.fatal:
+            while time.monotonic() < deadline and not self.fatal and not self._abort.is_set():
                 self.unflushed = self.producer.flush(1.0)
                 if self.unflushed == 0:
                     break
@@ -579,7 +580,16 @@ class ProducerLoad:
         return len(self.acked)
 
     def stop(self) -> None:
+        """Produce no more; what was produced is still flushed (see join)."""
         self._stop.set()
+
+    def abort(self) -> None:
+        """Produce no more and stop flushing: for a test's clean-up, so no thread outlives it
+        waiting on a cluster that is gone."""
+        self._stop.set()
+        self._abort.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
 
     def stall_report(self) -> str:
         worst = max(self.partition_stalls.items(), key=lambda kv: kv[1], default=(None, 0.0))

@@ -58,6 +58,22 @@ def _cluster_test_bound():
 
 
 @pytest.fixture
+def producer_load():
+    """Makes ProducerLoads (same arguments) and aborts every one at the end, so no producer
+    thread outlives its test, whatever the test did."""
+    started: list[ProducerLoad] = []
+
+    def make(*args, **kwargs) -> ProducerLoad:
+        load = ProducerLoad(*args, **kwargs)
+        started.append(load)
+        return load
+
+    yield make
+    for load in started:
+        load.abort()
+
+
+@pytest.fixture
 def kcat_bin():
     return need("bin:kcat")
 
@@ -115,12 +131,12 @@ FAILOVER_KILL_AFTER = 50_000
 RESTART_AFTER_S = 10.0
 
 
-def test_failover_under_load(cluster3, request):
+def test_failover_under_load(cluster3, producer_load, request):
     topic = topic_name(request)
     partitions = 6
     cluster3.create_topic(topic, partitions, 3)
     # Idempotent, acks=all, linger.ms=5, message.timeout.ms=120000 (ProducerLoad's defaults).
-    load = ProducerLoad(cluster3.bootstrap, topic, partitions, count=FAILOVER_MESSAGES,
+    load = producer_load(cluster3.bootstrap, topic, partitions, count=FAILOVER_MESSAGES,
                         rate=FAILOVER_RATE).start()
 
     wait_for(
@@ -174,14 +190,14 @@ STALL_S = 10.0
 NEW_LEADER_WITHIN_S = 8.0
 
 
-def test_stalled_leader(cluster3, request):
+def test_stalled_leader(cluster3, producer_load, request):
     topic = topic_name(request)
     partitions = 3
     md = cluster3.create_topic(topic, partitions, 3)
     # librdkafka waits socket.timeout.ms (60 s by default) for the answer to a request in flight
     # to the stopped leader before it looks for the new one; 3 s lets the producer move to the
     # new leader while the old one is still stopped.
-    load = ProducerLoad(cluster3.bootstrap, topic, partitions, rate=1000,
+    load = producer_load(cluster3.bootstrap, topic, partitions, rate=1000,
                         **{"socket.timeout.ms": 3000}).start()
     wait_for("2,000 delivered before the stall", lambda: load.delivered >= 2000, timeout_s=60,
              diag=lambda: f"errors {load.client_errors[-5:]}")
@@ -326,12 +342,12 @@ def group_consumer(bootstrap: str, group: str, log: RecentLog | None = None, **c
     return ck.Consumer(config)
 
 
-def test_coordinator_failover(cluster3, request):
+def test_coordinator_failover(cluster3, producer_load, request):
     ck = need("confluent_kafka")
     topic = topic_name(request)
     partitions = 6
     cluster3.create_topic(topic, partitions, 3)
-    load = ProducerLoad(cluster3.bootstrap, topic, partitions, count=COORD_MESSAGES).start()
+    load = producer_load(cluster3.bootstrap, topic, partitions, count=COORD_MESSAGES).start()
     load.join()
     load.assert_all_acked()
     produced = set(load.acked)
@@ -453,11 +469,11 @@ class GroupReader:
             raise self._exc
 
 
-def test_rolling_restart(cluster3, request):
+def test_rolling_restart(cluster3, producer_load, request):
     topic = topic_name(request)
     partitions = 6
     cluster3.create_topic(topic, partitions, 3)
-    load = ProducerLoad(cluster3.bootstrap, topic, partitions, rate=500).start()
+    load = producer_load(cluster3.bootstrap, topic, partitions, rate=500).start()
     reader = GroupReader(cluster3.bootstrap, topic, f"g-{topic}"[:200]).start()
     try:
         wait_for("the group to read 1,000", lambda: len(reader.values) >= 1000, timeout_s=90,
