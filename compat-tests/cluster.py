@@ -193,6 +193,7 @@ class Node:
             "--replication-factor", str(c.replication_factor),
             "--log-level", os.environ.get("JET_TEST_LOG_LEVEL", "info"),
             *c.extra_args,
+            *c.node_args.get(self.id, []),
         ]
 
     def running(self) -> bool:
@@ -315,11 +316,13 @@ class Cluster:
     node's gossip address as `--seeds`."""
 
     def __init__(self, binary: Path, base_dir: Path, n: int, replication_factor: int | None = None,
-                 extra_args=()):
+                 extra_args=(), node_args=None):
         self.binary = binary
         self.base_dir = base_dir
         self.replication_factor = replication_factor or min(n, 3)
         self.extra_args = list(extra_args)
+        # node id -> flags for that node only (e.g. its --rack).
+        self.node_args = dict(node_args or {})
         self.n = n
         self.nodes: list[Node] = []
         self._assign_ports()

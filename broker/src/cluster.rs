@@ -36,6 +36,8 @@ const KAFKA_LISTENER: &str = "kafka";
 /// How long gossip runs before a duplicate node id counts (a restarted node's old heartbeats
 /// must finish spreading first).
 const DUPLICATE_CHECK_AFTER: Duration = Duration::from_secs(6);
+/// Longest a starting node waits for gossip to name the other leaders before it serves.
+const DIRECTORY_WAIT: Duration = Duration::from_secs(5);
 
 /// The running cluster layer of a node.
 pub struct Cluster {
@@ -253,8 +255,31 @@ fn directory(view: &ClusterView, me: u64) -> Directory {
 impl Cluster {
     /// Hands the running node to the gossip task: from now on it gets the directory, and its
     /// leadership is published.
-    pub fn attach(&self, node: Arc<Node>) {
-        node.set_directory(directory(&self.gossip.view(), self.gossip.node_id()));
+    ///
+    /// Waits (at most [`DIRECTORY_WAIT`]) until gossip knows the client address of every
+    /// leader of the shards this node holds, so the first Metadata it answers is complete
+    /// rather than "leader not available" for partitions led elsewhere.
+    pub async fn attach(&self, node: Arc<Node>) {
+        let me = self.gossip.node_id();
+        let deadline = tokio::time::Instant::now() + DIRECTORY_WAIT;
+        let mut view = self.gossip.subscribe();
+        loop {
+            let d = directory(&view.borrow_and_update(), me);
+            let complete = (0..=node.metadata().data_shards).all(|s| {
+                node.shard_status(s).is_none_or(|st| {
+                    let leader = st.leader.load(Ordering::Acquire);
+                    !st.local.load(Ordering::Acquire)
+                        || leader == 0
+                        || leader == me
+                        || d.brokers.contains_key(&leader)
+                })
+            });
+            node.set_directory(d);
+            if complete || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            let _ = tokio::time::timeout_at(deadline, view.changed()).await;
+        }
         let _ = self.node.set(node);
     }
 

@@ -167,7 +167,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let node = jet_replication::Node::start_clustered(node_config, Some(formed.network))
             .await
             .context("cannot start the node")?;
-        formed.cluster.attach(node.clone());
+        formed.cluster.attach(node.clone()).await;
         (node, Some(formed.cluster), Some(formed.fatal))
     } else {
         let node = jet_replication::Node::start(node_config)

@@ -1,0 +1,77 @@
+"""Reads from followers (KIP-392) on a three-node cluster whose nodes sit in racks r1, r2, r3:
+a consumer whose client.rack is a follower's rack is sent there by the leader
+(preferred_read_replica) and reads every message from it, and the leader serves none of it."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+from cluster import Cluster, wait_for
+from conftest import jet_binary, need
+
+
+def fetched_bytes(node, topic: str) -> float:
+    """The node's jet_kafka_fetched_bytes_total for `topic` (0 when it served none)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{node.http_port}/metrics", timeout=10).read()
+    total = 0.0
+    for line in text.decode().splitlines():
+        if line.startswith("jet_kafka_fetched_bytes_total{") and f'topic="{topic}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_consumer_reads_from_the_follower_in_its_rack(tmp_path):
+    ck = need("confluent_kafka")
+    c = Cluster(
+        jet_binary(), tmp_path / "cluster", 3, replication_factor=3,
+        node_args={i: ["--rack", f"r{i}"] for i in (1, 2, 3)},
+    )
+    try:
+        c.start()
+        topic = "follower-reads"
+        c.create_topic(topic, 1, 3)
+        c.wait_fully_replicated(topic, 1, 3, timeout_s=60)
+        n = 3000
+        producer = ck.Producer({"bootstrap.servers": c.bootstrap, "acks": "all",
+                                "enable.idempotence": True, "linger.ms": 5})
+        for i in range(n):
+            producer.produce(topic, value=str(i).encode(), partition=0)
+            if i % 500 == 0:
+                producer.poll(0)
+        assert producer.flush(60) == 0
+        leader = c.metadata().partitions(topic)[0].leader
+        follower = next(node for node in c.nodes if node.id != leader)
+        # The follower has applied everything before the consumer starts, so the test is about
+        # where the reads go, not about replication lag.
+        time.sleep(1)
+
+        consumer = ck.Consumer({
+            "bootstrap.servers": c.bootstrap,
+            "group.id": f"rack-{time.monotonic_ns()}",
+            "client.rack": f"r{follower.id}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        })
+        got = []
+        try:
+            consumer.assign([ck.TopicPartition(topic, 0, ck.OFFSET_BEGINNING)])
+            deadline = time.monotonic() + 60
+            while len(got) < n and time.monotonic() < deadline:
+                for m in consumer.consume(num_messages=1000, timeout=0.5):
+                    if m.error() is None:
+                        got.append(int(m.value()))
+        finally:
+            consumer.close()
+        assert got == list(range(n)), f"read {len(got)} of {n} in order"
+        from_follower = fetched_bytes(follower, topic)
+        from_leader = fetched_bytes(c.node(leader), topic)
+        print(f"leader {leader} served {from_leader:.0f} bytes, follower {follower.id} "
+              f"served {from_follower:.0f}")
+        assert from_follower > 0, "the follower in the client's rack served nothing"
+        assert from_leader == 0, "the leader served records it should have redirected"
+        wait_for("cluster still healthy", lambda: c.metadata().fully_replicated(topic, 1, 3),
+                 timeout_s=30)
+    finally:
+        c.kill_all()
+        print(f"--- cluster logs ({c.base_dir}) ---\n{c.log_tails()}")
