@@ -34,6 +34,7 @@ mod restore;
 #[cfg(test)]
 mod sim_tests;
 mod telemetry;
+pub mod wire;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;

@@ -37,7 +37,8 @@ impl WireMessage for RaftMessage {
     }
 
     fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
-        Message::parse_from_bytes(buf)
+        // prost, with its depth limit: these are bytes from the network (see `wire`).
+        super::wire::decode_message(buf)
             .map(RaftMessage)
             .map_err(DecodeError::new)
     }
