@@ -8,7 +8,7 @@
 //! | `listener.<name>` | the client address of one named Kafka listener | `listener.external` = `broker3.example.com:19092` |
 //! | `rack` | the node's rack; absent when it has none | `eu-west-1a` |
 //! | `ready` | `true` once the node serves clients | `false` |
-//! | `leader.<shard>` | the term of a shard this node leads; deleted when it stops leading | `leader.7` = `12` |
+//! | `leader.<shard>` | the term of a shard this node leads, and optionally `;` and its in-sync replicas; deleted when it stops leading | `leader.7` = `12` or `12;1,2,3` |
 //!
 //! One key per led shard rather than one compact key: chitchat sends only changed keys, so a
 //! leadership change costs one small key, not the whole list. Unknown keys are ignored, so a
@@ -37,6 +37,8 @@ pub(crate) struct Published {
     pub(crate) rack: Option<String>,
     pub(crate) ready: bool,
     pub(crate) leads: Vec<(ShardId, Term)>,
+    /// In-sync replicas of led shards, as the leader computes them.
+    pub(crate) isr: BTreeMap<ShardId, Vec<NodeId>>,
 }
 
 impl Published {
@@ -55,7 +57,7 @@ impl Published {
             kvs.push((listener_key(name), addr.clone()));
         }
         for (shard, term) in &self.leads {
-            kvs.push((leader_key(*shard), term.to_string()));
+            kvs.push((leader_key(*shard), leader_value(*term, self.isr.get(shard))));
         }
         kvs
     }
@@ -67,6 +69,28 @@ pub(crate) fn listener_key(name: &str) -> String {
 
 pub(crate) fn leader_key(shard: ShardId) -> String {
     format!("{LEADER_PREFIX}{shard}")
+}
+
+/// `term`, or `term;id,id,…` with the shard's in-sync replicas.
+pub(crate) fn leader_value(term: Term, isr: Option<&Vec<NodeId>>) -> String {
+    match isr {
+        Some(ids) if !ids.is_empty() => {
+            let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+            format!("{term};{}", ids.join(","))
+        }
+        _ => term.to_string(),
+    }
+}
+
+/// Reads a `leader.<shard>` value: the term and the in-sync replicas, if given.
+fn parse_leader_value(value: &str) -> Option<(Term, Option<Vec<NodeId>>)> {
+    match value.split_once(';') {
+        None => Some((value.parse().ok()?, None)),
+        Some((term, ids)) => {
+            let ids: Option<Vec<NodeId>> = ids.split(',').map(|i| i.parse().ok()).collect();
+            Some((term.parse().ok()?, Some(ids?)))
+        }
+    }
 }
 
 /// Whether `addr` is a `host:port` a client can dial (the host may be a name, or a bracketed
@@ -98,6 +122,7 @@ pub(crate) fn parse<'a>(key_values: impl Iterator<Item = (&'a str, &'a str)>) ->
     let mut rack = None;
     let mut listeners = BTreeMap::new();
     let mut leads = Vec::new();
+    let mut isr = BTreeMap::new();
     for (key, value) in key_values {
         let bad = |what: &str| Parsed::Malformed(format!("{what}: key {key:?}, value {value:?}"));
         match key {
@@ -126,9 +151,14 @@ pub(crate) fn parse<'a>(key_values: impl Iterator<Item = (&'a str, &'a str)>) ->
                     }
                     listeners.insert(name.to_owned(), value.to_owned());
                 } else if let Some(shard) = key.strip_prefix(LEADER_PREFIX) {
-                    match (shard.parse::<ShardId>(), value.parse::<Term>()) {
-                        (Ok(shard), Ok(term)) => leads.push((shard, term)),
-                        _ => return bad("leader key is not leader.<shard> = <term>"),
+                    match (shard.parse::<ShardId>(), parse_leader_value(value)) {
+                        (Ok(shard), Some((term, in_sync))) => {
+                            leads.push((shard, term));
+                            if let Some(ids) = in_sync {
+                                isr.insert(shard, ids);
+                            }
+                        }
+                        _ => return bad("leader key is not leader.<shard> = <term>[;<ids>]"),
                     }
                 }
                 // Any other key is from a newer node: ignored.
@@ -149,6 +179,7 @@ pub(crate) fn parse<'a>(key_values: impl Iterator<Item = (&'a str, &'a str)>) ->
         rack,
         ready,
         leads,
+        isr,
     })
 }
 
@@ -168,6 +199,7 @@ mod tests {
             rack: Some("r1".to_owned()),
             ready: true,
             leads: vec![(1, 4), (9, 2)],
+            isr: BTreeMap::from([(9, vec![3, 1, 2])]),
         }
     }
 
@@ -193,6 +225,8 @@ mod tests {
             ("listener.x", "no-port"),
             ("leader.x", "1"),
             ("leader.1", "-1"),
+            ("leader.1", "4;1,x"),
+            ("leader.1", "4;"),
         ] {
             let mut kvs = sample().to_key_values();
             kvs.retain(|(k, _)| k != key);

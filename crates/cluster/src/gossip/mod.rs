@@ -39,7 +39,8 @@ use tracing::info;
 pub use self::view::{ClusterView, DuplicateNodeId, Liveness, NodeInfo};
 
 use self::keys::{
-    is_host_port, leader_key, listener_key, Published, KEY_RACK, KEY_READY, LEADER_PREFIX,
+    is_host_port, leader_key, leader_value, listener_key, Published, KEY_RACK, KEY_READY,
+    LEADER_PREFIX,
 };
 use self::view::{Identity, Observed, ViewTracker};
 use crate::task::AbortOnDrop;
@@ -224,6 +225,7 @@ impl Gossip {
             rack: config.rack.clone(),
             ready: false,
             leads: Vec::new(),
+            isr: BTreeMap::new(),
         };
         let chitchat_config = ChitchatConfig {
             chitchat_id: chitchat_id.clone(),
@@ -308,9 +310,17 @@ impl Gossip {
     /// longer led are deleted, changed terms updated, unchanged ones left alone (so they cost
     /// no gossip).
     pub async fn set_leads(&self, leads: &[(ShardId, Term)]) {
+        let with_isr: Vec<(ShardId, Term, Vec<NodeId>)> =
+            leads.iter().map(|(s, t)| (*s, *t, Vec::new())).collect();
+        self.set_leadership(&with_isr).await;
+    }
+
+    /// [`Gossip::set_leads`] with each led shard's in-sync replicas, so nodes that do not hold a
+    /// shard (or follow it) can report its ISR.
+    pub async fn set_leadership(&self, leads: &[(ShardId, Term, Vec<NodeId>)]) {
         let wanted: BTreeMap<String, String> = leads
             .iter()
-            .map(|(shard, term)| (leader_key(*shard), term.to_string()))
+            .map(|(shard, term, isr)| (leader_key(*shard), leader_value(*term, Some(isr))))
             .collect();
         self.update_self(|state| {
             let stale: Vec<String> = state
@@ -321,8 +331,10 @@ impl Gossip {
             for key in stale {
                 state.delete(&key);
             }
-            for (key, term) in &wanted {
-                state.set(key, term);
+            for (key, value) in &wanted {
+                if state.get(key) != Some(value.as_str()) {
+                    state.set(key, value);
+                }
             }
         })
         .await;

@@ -49,6 +49,8 @@ pub struct NodeInfo {
     pub ready: bool,
     /// The shards it says it leads, with their terms, sorted by shard.
     pub leads: Vec<(ShardId, Term)>,
+    /// The in-sync replicas it computed for the shards it leads.
+    pub isr: BTreeMap<ShardId, Vec<NodeId>>,
     /// Alive, unreachable or dead.
     pub liveness: Liveness,
     /// This is the local node.
@@ -243,6 +245,7 @@ impl ViewTracker {
                 rack: published.rack,
                 ready: published.ready,
                 leads: published.leads,
+                isr: published.isr,
                 liveness,
                 is_self: obs.is_self,
             });
@@ -327,6 +330,7 @@ mod tests {
             rack: None,
             ready: true,
             leads: vec![(1, 5)],
+            isr: BTreeMap::new(),
         };
         Observed {
             identity: Identity {
