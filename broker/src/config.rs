@@ -364,7 +364,9 @@ impl Args {
                     l.name
                 ));
             }
-            if l.addr == self.listen || named.iter().any(|(n, _)| n.addr == l.addr) {
+            // Port 0 (any free port) never clashes.
+            let clash = |a: &SocketAddr| *a == l.addr && a.port() != 0;
+            if clash(&self.listen) || named.iter().any(|(n, _)| clash(&n.addr)) {
                 return Err(format!(
                     "--listener {}={}: another listener already binds that address",
                     l.name, l.addr
@@ -679,6 +681,16 @@ mod tests {
         assert_eq!(l.named[0].1, Some(("127.0.0.1".to_string(), 19092)));
         assert_eq!(l.named[1].0.name, "tools");
         assert_eq!(l.named[1].1, None);
+        // Port 0 twice is two free ports, not a clash.
+        let zero = Args::try_parse_from([
+            "jet",
+            "--listen",
+            "127.0.0.1:0",
+            "--listener",
+            "a=127.0.0.1:0",
+        ])
+        .unwrap();
+        assert!(zero.kafka_listeners().is_ok());
         // `--advertise kafka=` is the default listener's.
         let k = Args::try_parse_from(["jet", "--advertise", "kafka=h:1"]).unwrap();
         assert_eq!(
