@@ -3,6 +3,8 @@
 #   1. Rust unit and integration tests (cargo test --release --workspace),
 #   2. the release `jet` binary,
 #   3. real Kafka clients (kcat, confluent-kafka, kafka-python, aiokafka) against that binary,
+#      including the Docker cluster suite (compat-tests/test_compose_cluster.py: the image built
+#      from that binary, deploy/docker-compose.yml's 3 nodes, kill / partition / rolling restart),
 #   4. the quick benchmark suite (when the jet-bench suite command exists).
 # One release profile serves tests and binary, so RocksDB and librdkafka compile once.
 # Prerequisites: see README.md (clang, libclang-dev, kcat; pip install -r compat-tests/requirements.txt).

@@ -3,7 +3,7 @@
 //!
 //! Start-up of a clustered node (`--seeds` or `--bootstrap-expect N > 1`):
 //! 1. bind the peer listener (TCP, Raft traffic) and start gossip (UDP), publishing the node's
-//!    Kafka address, peer address and rack;
+//!    Kafka address per listener (`listener.<name>`), peer address and rack;
 //! 2. a task feeds every node gossip sees to the transport (so Raft can reach it) and, once the
 //!    node runs, to its [`Directory`] (broker list, leaders of shards it does not hold); it also
 //!    publishes the shards this node leads and refuses to go on if another process claims this
@@ -31,8 +31,9 @@ use tokio::sync::oneshot;
 
 use crate::config::Args;
 
-/// The name of the Kafka listener in gossip.
-const KAFKA_LISTENER: &str = "kafka";
+/// The name of the default Kafka listener in gossip (`listener.kafka`); each named listener is
+/// published under its own name.
+const KAFKA_LISTENER: &str = jet_kafka::DEFAULT_LISTENER;
 /// How long gossip runs before a duplicate node id counts (a restarted node's old heartbeats
 /// must finish spreading first).
 const DUPLICATE_CHECK_AFTER: Duration = Duration::from_secs(6);
@@ -62,7 +63,7 @@ pub async fn form(
     args: &Args,
     node_id: u64,
     cluster_id: &str,
-    kafka_addr: (String, u16),
+    listeners: Vec<(String, (String, u16))>,
     new_node: bool,
 ) -> anyhow::Result<Formed> {
     let peer_advertise = args.peer_advertise.unwrap_or(args.peer_listen);
@@ -101,13 +102,17 @@ pub async fn form(
     config.rack = args.rack.clone();
     config.node_dead_after = args.node_dead_after;
     config.forget_dead_after = config.forget_dead_after.max(args.node_dead_after * 2);
-    let (host, port) = kafka_addr;
-    let kafka = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    config.listeners = BTreeMap::from([(KAFKA_LISTENER.to_string(), kafka)]);
+    config.listeners = listeners
+        .into_iter()
+        .map(|(name, (host, port))| {
+            let addr = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            (name, addr)
+        })
+        .collect::<BTreeMap<_, _>>();
     let gossip = Arc::new(Gossip::start(config).await.context("cannot start gossip")?);
 
     let node: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
@@ -221,18 +226,29 @@ async fn follow_view(
     }
 }
 
-/// What the node needs from a view: other live brokers' client addresses, shard leaders.
+/// `host:port` or `[v6]:port` as gossip carries it.
+fn split_host_port(addr: &str) -> Option<(String, i32)> {
+    let (h, p) = addr.rsplit_once(':')?;
+    Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?))
+}
+
+/// What the node needs from a view: other live brokers' client addresses (per listener), shard
+/// leaders.
 fn directory(view: &ClusterView, me: u64) -> Directory {
     let mut d = Directory::default();
     for n in view.alive_nodes().filter(|n| n.node_id != me) {
         let Some((host, port)) = n
             .listeners
             .get(KAFKA_LISTENER)
-            .and_then(|a| a.rsplit_once(':'))
-            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)))
+            .and_then(|a| split_host_port(a))
         else {
             continue;
         };
+        let listeners = n
+            .listeners
+            .iter()
+            .filter_map(|(name, a)| Some((name.clone(), split_host_port(a)?)))
+            .collect();
         d.brokers.insert(
             n.node_id,
             BrokerInfo {
@@ -240,6 +256,7 @@ fn directory(view: &ClusterView, me: u64) -> Directory {
                 host,
                 port,
                 rack: n.rack.clone(),
+                listeners,
             },
         );
         for (shard, term) in &n.leads {

@@ -68,15 +68,24 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub replica_lag_time_max_ms: u64,
 
-    /// Address of the Kafka listener (HOST:PORT)
+    /// Address of the default Kafka listener, named kafka (HOST:PORT)
     #[arg(long, env = "JET_LISTEN", default_value = "127.0.0.1:9092", value_name = "ADDR",
           value_parser = parse_listen)]
     pub listen: SocketAddr,
 
-    /// HOST:PORT put in Metadata for clients to dial (unset: the listen address, or the address the
-    /// client dialled when listening on 0.0.0.0)
-    #[arg(long, env = "JET_ADVERTISE", value_name = "HOST:PORT", value_parser = parse_host_port)]
-    pub advertise: Option<(String, u16)>,
+    /// HOST:PORT put in Metadata for clients of the --listen listener to dial, or NAME=HOST:PORT
+    /// for the listener NAME; repeatable, comma-separated in the variable (unset: the listen
+    /// address, or the address the client dialled when listening on 0.0.0.0)
+    #[arg(long, env = "JET_ADVERTISE", value_name = "[NAME=]HOST:PORT", value_delimiter = ',',
+          value_parser = parse_advertise)]
+    pub advertise: Vec<Advertise>,
+
+    /// Another Kafka listener, NAME=HOST:PORT (repeatable, comma-separated in the variable):
+    /// Metadata on a connection to it names every broker at its address for NAME (the --listen
+    /// one for a broker without it)
+    #[arg(long = "listener", env = "JET_LISTENERS", value_name = "NAME=HOST:PORT",
+          value_delimiter = ',', value_parser = parse_named_listener)]
+    pub listeners: Vec<NamedListen>,
 
     /// Directory of the node's data (RocksDB and the cluster_id file)
     #[arg(
@@ -238,6 +247,33 @@ pub enum Command {
     },
 }
 
+/// One `--advertise` value: for the default listener (`name` is `None`) or a named one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertise {
+    /// The listener, `None` for the default one (`--listen`).
+    pub name: Option<String>,
+    /// Host and port clients of that listener are told to dial.
+    pub addr: (String, u16),
+}
+
+/// One `--listener NAME=HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedListen {
+    /// Its name.
+    pub name: String,
+    /// The address to bind.
+    pub addr: SocketAddr,
+}
+
+/// Every Kafka listener of the node, checked together: the default one first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listeners {
+    /// The default listener's advertised address (`--advertise HOST:PORT`).
+    pub advertise: Option<(String, u16)>,
+    /// The named listeners, in the order given, each with its advertised address.
+    pub named: Vec<(NamedListen, Option<(String, u16)>)>,
+}
+
 /// The HTTP listener's address, or `None` when it is off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpListen(pub Option<SocketAddr>);
@@ -315,6 +351,53 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 }
 
 impl Args {
+    /// The Kafka listeners, with their advertised addresses: refuses duplicate names (the
+    /// default listener is named `kafka`), an --advertise for a listener that does not exist,
+    /// and two addresses for one listener.
+    pub fn kafka_listeners(&self) -> Result<Listeners, String> {
+        let default = jet_kafka::DEFAULT_LISTENER;
+        let mut named: Vec<(NamedListen, Option<(String, u16)>)> = Vec::new();
+        for l in &self.listeners {
+            if l.name == default || named.iter().any(|(n, _)| n.name == l.name) {
+                return Err(format!(
+                    "--listener {}: a listener of that name is already defined (the --listen one is named {default})",
+                    l.name
+                ));
+            }
+            // Port 0 (any free port) never clashes.
+            let clash = |a: &SocketAddr| *a == l.addr && a.port() != 0;
+            if clash(&self.listen) || named.iter().any(|(n, _)| clash(&n.addr)) {
+                return Err(format!(
+                    "--listener {}={}: another listener already binds that address",
+                    l.name, l.addr
+                ));
+            }
+            named.push((l.clone(), None));
+        }
+        let mut advertise = None;
+        for a in &self.advertise {
+            let slot = match a.name.as_deref() {
+                None | Some(jet_kafka::DEFAULT_LISTENER) => &mut advertise,
+                Some(name) => match named.iter_mut().find(|(n, _)| n.name == name) {
+                    Some((_, slot)) => slot,
+                    None => {
+                        return Err(format!(
+                            "--advertise {name}=...: no listener named {name} (define it with --listener {name}=HOST:PORT)"
+                        ))
+                    }
+                },
+            };
+            if slot.is_some() {
+                let name = a.name.as_deref().unwrap_or(default);
+                return Err(format!(
+                    "--advertise: listener {name} is given two advertised addresses"
+                ));
+            }
+            *slot = Some(a.addr.clone());
+        }
+        Ok(Listeners { advertise, named })
+    }
+
     /// Whether this node is (or becomes) part of a multi-node cluster.
     pub fn clustered(&self) -> bool {
         !self.seeds.is_empty() || self.bootstrap_expect > 1
@@ -324,6 +407,48 @@ impl Args {
 /// A seed: `HOST:PORT`, kept as written so chitchat resolves names again (DNS of a StatefulSet).
 fn parse_seed(s: &str) -> Result<String, String> {
     parse_host_port(s.trim()).map(|_| s.trim().to_string())
+}
+
+/// A listener name: 1 to 32 letters, digits, '-' or '_'.
+fn parse_listener_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "a listener name is 1 to 32 letters, digits, '-' or '_', got '{s}'"
+        ))
+    }
+}
+
+/// `NAME=HOST:PORT` for `--listener`.
+fn parse_named_listener(s: &str) -> Result<NamedListen, String> {
+    let s = s.trim();
+    let (name, addr) = s.split_once('=').ok_or_else(|| {
+        format!("expected NAME=HOST:PORT (e.g. external=0.0.0.0:19092), got '{s}'")
+    })?;
+    Ok(NamedListen {
+        name: parse_listener_name(name)?,
+        addr: parse_listen(addr)?,
+    })
+}
+
+/// `HOST:PORT` (the default listener) or `NAME=HOST:PORT` for `--advertise`.
+fn parse_advertise(s: &str) -> Result<Advertise, String> {
+    let s = s.trim();
+    match s.split_once('=') {
+        Some((name, addr)) => Ok(Advertise {
+            name: Some(parse_listener_name(name)?),
+            addr: parse_host_port(addr)?,
+        }),
+        None => Ok(Advertise {
+            name: None,
+            addr: parse_host_port(s)?,
+        }),
+    }
 }
 
 /// 1 to 64 characters of letters, digits, '-' and '_'.
@@ -416,7 +541,15 @@ mod tests {
             "127.0.0.1:9093".parse::<SocketAddr>().unwrap()
         );
         assert_eq!(a.listen, "127.0.0.1:9092".parse::<SocketAddr>().unwrap());
-        assert_eq!(a.advertise, None);
+        assert!(a.advertise.is_empty());
+        assert!(a.listeners.is_empty());
+        assert_eq!(
+            a.kafka_listeners().unwrap(),
+            Listeners {
+                advertise: None,
+                named: vec![]
+            }
+        );
         assert_eq!(a.data_dir, PathBuf::from("./jet-data"));
         assert_eq!(a.shards, 4);
         assert_eq!(a.fsync, Fsync::Always);
@@ -456,7 +589,10 @@ mod tests {
         .unwrap();
         assert!(!a.auto_create_topics);
         assert_eq!(a.fsync, Fsync::Never);
-        assert_eq!(a.advertise, Some(("::1".to_string(), 19092)));
+        assert_eq!(
+            a.kafka_listeners().unwrap().advertise,
+            Some(("::1".to_string(), 19092))
+        );
         assert!(
             Args::try_parse_from(["jet", "--auto-create-topics"])
                 .unwrap()
@@ -518,6 +654,129 @@ mod tests {
             &["jet", "--cluster-id", ""],
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?} should fail");
+        }
+    }
+
+    #[test]
+    fn named_listeners() {
+        let a = Args::try_parse_from([
+            "jet",
+            "--listen",
+            "0.0.0.0:9092",
+            "--advertise",
+            "jet-1:9092",
+            "--listener",
+            "external=0.0.0.0:19092",
+            "--listener",
+            "tools=127.0.0.1:29092",
+            "--advertise",
+            "external=127.0.0.1:19092",
+        ])
+        .unwrap();
+        let l = a.kafka_listeners().unwrap();
+        assert_eq!(l.advertise, Some(("jet-1".to_string(), 9092)));
+        assert_eq!(l.named.len(), 2);
+        assert_eq!(l.named[0].0.name, "external");
+        assert_eq!(l.named[0].0.addr, "0.0.0.0:19092".parse().unwrap());
+        assert_eq!(l.named[0].1, Some(("127.0.0.1".to_string(), 19092)));
+        assert_eq!(l.named[1].0.name, "tools");
+        assert_eq!(l.named[1].1, None);
+        // Port 0 twice is two free ports, not a clash.
+        let zero = Args::try_parse_from([
+            "jet",
+            "--listen",
+            "127.0.0.1:0",
+            "--listener",
+            "a=127.0.0.1:0",
+        ])
+        .unwrap();
+        assert!(zero.kafka_listeners().is_ok());
+        // `--advertise kafka=` is the default listener's.
+        let k = Args::try_parse_from(["jet", "--advertise", "kafka=h:1"]).unwrap();
+        assert_eq!(
+            k.kafka_listeners().unwrap().advertise,
+            Some(("h".into(), 1))
+        );
+    }
+
+    #[test]
+    fn named_listeners_from_the_environment() {
+        // Comma-separated lists, as JET_LISTENERS / JET_ADVERTISE carry them.
+        let a = Args::try_parse_from([
+            "jet",
+            "--listener",
+            "a=127.0.0.1:1001,b=127.0.0.1:1002",
+            "--advertise",
+            "h:9092,a=x:1",
+        ])
+        .unwrap();
+        let l = a.kafka_listeners().unwrap();
+        assert_eq!(l.advertise, Some(("h".into(), 9092)));
+        assert_eq!(
+            l.named
+                .iter()
+                .map(|(n, _)| n.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(l.named[0].1, Some(("x".into(), 1)));
+    }
+
+    #[test]
+    fn bad_listeners_are_refused() {
+        for bad in [
+            &["jet", "--listener", "external"][..],
+            &["jet", "--listener", "=127.0.0.1:1"],
+            &["jet", "--listener", "ext ernal=127.0.0.1:1"],
+            &["jet", "--listener", "external=nohost"],
+            &["jet", "--listener", "external=127.0.0.1:99999"],
+            &["jet", "--advertise", "external=nohost"],
+            &["jet", "--advertise", "=h:1"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?} should fail");
+        }
+        for (bad, why) in [
+            (
+                &[
+                    "jet",
+                    "--listener",
+                    "a=127.0.0.1:1",
+                    "--listener",
+                    "a=127.0.0.1:2",
+                ][..],
+                "already defined",
+            ),
+            (
+                &["jet", "--listener", "kafka=127.0.0.1:1"],
+                "already defined",
+            ),
+            (
+                &["jet", "--listener", "a=127.0.0.1:9092"],
+                "already binds that address",
+            ),
+            (
+                &["jet", "--advertise", "nope=h:1"],
+                "no listener named nope",
+            ),
+            (
+                &["jet", "--advertise", "h:1", "--advertise", "g:2"],
+                "two advertised",
+            ),
+            (
+                &[
+                    "jet",
+                    "--listener",
+                    "a=127.0.0.1:1",
+                    "--advertise",
+                    "a=h:1,a=h:2",
+                ],
+                "two advertised",
+            ),
+        ] {
+            let args = Args::try_parse_from(bad).unwrap();
+            let err = args.kafka_listeners().unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
         }
     }
 

@@ -5,7 +5,8 @@
 //!
 //! Start-up order, and why:
 //! 1. flags — a bad flag is one line on stderr, before anything touches the disk;
-//! 2. bind — an address in use fails fast, before RocksDB is opened;
+//! 2. bind — every Kafka listener (`--listen` and each `--listener NAME=HOST:PORT`); an address
+//!    in use fails fast, before RocksDB is opened;
 //! 3. cluster id — read from (or created once in) `<data-dir>/cluster_id`;
 //! 4. node — opens RocksDB, restores every shard, waits for their leaders;
 //! 5. serve — `jet listening on ADDR` is logged when clients can be answered; the HTTP listener
@@ -48,6 +49,14 @@ fn main() -> ExitCode {
     if let Some(config::Command::Check { ready }) = args.command {
         return http::check(&args, ready);
     }
+    // Listener flags are checked together (names, duplicates), still before anything starts.
+    let listeners = match args.kafka_listeners() {
+        Ok(listeners) => listeners,
+        Err(e) => {
+            eprintln!("jet: {e} (see jet --help)");
+            return ExitCode::from(2);
+        }
+    };
     init_logging(&args.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -60,7 +69,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let served = runtime.block_on(serve(args));
+    let served = runtime.block_on(serve(args, listeners));
     // Tasks still parked on the runtime (idle connections' leftovers, timers) are dropped; a
     // blocking task that does not return in time is abandoned rather than holding the exit.
     runtime.shutdown_timeout(RUNTIME_EXIT_TIMEOUT);
@@ -112,13 +121,31 @@ fn init_logging(filter: &str) {
         .init();
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
+async fn serve(args: Args, listeners: config::Listeners) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local_addr = listener
         .local_addr()
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // The named listeners, bound now too so that an address in use fails before the disk is
+    // touched; their real addresses (a port of 0 resolved) go to the server's settings.
+    let mut kafka_listeners = vec![(jet_kafka::DEFAULT_LISTENER.to_string(), listener)];
+    let mut named = Vec::new();
+    for (l, advertise) in &listeners.named {
+        let bound = tokio::net::TcpListener::bind(l.addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (listener {})", l.addr, l.name))?;
+        let addr = bound
+            .local_addr()
+            .with_context(|| format!("cannot listen on {} (listener {})", l.addr, l.name))?;
+        named.push(jet_kafka::ListenerConfig {
+            name: l.name.clone(),
+            listen: addr,
+            advertise: advertise.clone(),
+        });
+        kafka_listeners.push((l.name.clone(), bound));
+    }
     let http_listener = http::bind(&args).await?;
     let metrics = http::install_metrics(http_listener.is_some());
 
@@ -146,7 +173,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let mut node_config = args.node_config();
     node_config.node_id = node_id;
     let (node, cluster, fatal) = if args.clustered() {
-        let kafka_addr = match &args.advertise {
+        let kafka_addr = match &listeners.advertise {
             Some(a) => a.clone(),
             None if !local_addr.ip().is_unspecified() => {
                 (local_addr.ip().to_string(), local_addr.port())
@@ -155,7 +182,24 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 "--listen {local_addr} is a wildcard address: in a cluster, set --advertise to the address clients dial"
             ),
         };
-        let formed = cluster::form(&args, node_id, &cluster_id, kafka_addr, new_node).await?;
+        // What gossip publishes per listener: the default one and every named one that has an
+        // address others can give out.
+        let mut published = vec![(jet_kafka::DEFAULT_LISTENER.to_string(), kafka_addr)];
+        for l in &named {
+            match &l.advertise {
+                Some(a) => published.push((l.name.clone(), a.clone())),
+                None if !l.listen.ip().is_unspecified() => {
+                    published.push((l.name.clone(), (l.listen.ip().to_string(), l.listen.port())))
+                }
+                None => tracing::warn!(
+                    listener = %l.name,
+                    listen = %l.listen,
+                    "listener on a wildcard address without --advertise {}=HOST:PORT: its clients are given the other brokers' --advertise addresses",
+                    l.name
+                ),
+            }
+        }
+        let formed = cluster::form(&args, node_id, &cluster_id, published, new_node).await?;
         if !formed.members.is_empty() {
             node_config.data_shards = jet_replication::placement::data_shard_count(
                 args.shards,
@@ -178,7 +222,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
     let server_config = jet_kafka::ServerConfig {
         listen: local_addr,
-        advertise: args.advertise.clone(),
+        advertise: listeners.advertise.clone(),
+        listeners: named.clone(),
         cluster_id: cluster_id.clone(),
         max_request_bytes: args.max_request_bytes as usize,
         max_connections: args.max_connections as usize,
@@ -200,11 +245,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
     tracing::info!(
         addr = %local_addr,
-        advertise = ?args.advertise,
+        advertise = ?listeners.advertise,
         node_id,
         cluster_id = %cluster_id,
         "jet listening on {local_addr}"
     );
+    for l in &named {
+        tracing::info!(
+            listener = %l.name,
+            addr = %l.listen,
+            advertise = ?l.advertise,
+            "jet listening on {} (listener {})",
+            l.listen,
+            l.name
+        );
+    }
     let server = Arc::new(
         jet_kafka::Server::start(server_config, node.clone(), local_addr)
             .await
@@ -246,7 +301,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             let _ = failed_tx.send(cause);
         }
     };
-    let served = server.serve(listener, shutdown).await;
+    let served = server.serve_listeners(kafka_listeners, shutdown).await;
     if let Some(http) = http {
         http.stop().await;
     }

@@ -9,6 +9,23 @@ use std::sync::Arc;
 
 use crate::fault::FaultInjector;
 
+/// The name of the default listener (`--listen`/`--advertise`): what gossip publishes it under
+/// (`listener.kafka`), and the one a broker without the listener a client came in on is
+/// reported at.
+pub const DEFAULT_LISTENER: &str = "kafka";
+
+/// A named listener besides the default one (`--listener NAME=HOST:PORT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Its name; Metadata on a connection of this listener reports every broker's address for
+    /// the listener of the same name.
+    pub name: String,
+    /// The address it is bound to (the real one: a port of 0 resolved).
+    pub listen: SocketAddr,
+    /// Host and port its clients are told to dial; `None` as for [`ServerConfig::advertise`].
+    pub advertise: Option<(String, u16)>,
+}
+
 /// Settings of the Kafka server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -19,6 +36,9 @@ pub struct ServerConfig {
     /// `None` advertises the listen address, or the address the client dialled when listening on
     /// a wildcard address.
     pub advertise: Option<(String, u16)>,
+    /// Named listeners besides the default one (named [`DEFAULT_LISTENER`]), bound to their
+    /// real addresses before the server starts.
+    pub listeners: Vec<ListenerConfig>,
     /// The cluster id reported in Metadata and DescribeCluster.
     pub cluster_id: String,
     /// Largest request accepted, size prefix excluded (Kafka's `socket.request.max.bytes`).
@@ -50,6 +70,7 @@ impl ServerConfig {
         Self {
             listen,
             advertise: None,
+            listeners: Vec::new(),
             cluster_id: cluster_id.into(),
             max_request_bytes: 100 << 20,
             max_connections: 10_000,
@@ -60,6 +81,15 @@ impl ServerConfig {
             rack: None,
             faults: Arc::new(FaultInjector::inert()),
             groups: jet_groups::GroupConfig::default(),
+        }
+    }
+
+    /// The bound address and advertised address of listener `name`; the default listener's for
+    /// [`DEFAULT_LISTENER`] or a name the server does not have.
+    pub fn listener(&self, name: &str) -> (SocketAddr, Option<&(String, u16)>) {
+        match self.listeners.iter().find(|l| l.name == name) {
+            Some(l) => (l.listen, l.advertise.as_ref()),
+            None => (self.listen, self.advertise.as_ref()),
         }
     }
 }

@@ -86,13 +86,13 @@ pub async fn serve(mut socket: TcpStream, ctx: Ctx, mut stop: watch::Receiver<bo
                         in_flight.push_back(handlers::finish(&ctx, started));
                     }
                     Err(e) => {
-                        tracing::warn!(peer = %peer, error = %e, "closing connection: bad request");
+                        tracing::warn!(peer = %peer, listener = %ctx.listener, error = %e, "closing connection: bad request");
                         reading = false;
                     }
                 },
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(peer = %peer, error = %e, "closing connection: bad frame");
+                    tracing::warn!(peer = %peer, listener = %ctx.listener, error = %e, "closing connection: bad frame");
                     reading = false;
                 }
             }

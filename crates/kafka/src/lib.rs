@@ -30,7 +30,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod server;
 
-pub use config::ServerConfig;
+pub use config::{ListenerConfig, ServerConfig, DEFAULT_LISTENER};
 pub use error::RequestError;
 pub use fault::FaultInjector;
 pub use server::{run, Server};

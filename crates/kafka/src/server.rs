@@ -6,10 +6,16 @@
 //! connection listens to. On shutdown the server stops accepting, each connection stops reading
 //! and finishes the requests it already has, and after [`SHUTDOWN_GRACE`] whatever is left is
 //! dropped.
+//!
+//! **Listeners.** [`Server::serve_listeners`] accepts on several named listeners at once (the
+//! default one and every `--listener NAME=HOST:PORT`), under one connection limit; each
+//! connection's [`Ctx::listener`] names the listener it came in on, so Metadata answers with the
+//! addresses of that listener.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use jet_replication::Node;
@@ -17,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, DEFAULT_LISTENER};
 use crate::connection;
 use crate::handlers::Ctx;
 
@@ -81,6 +87,7 @@ impl Server {
             config: self.config.clone(),
             local_addr: self.config.listen,
             peer_addr,
+            listener: Arc::from(DEFAULT_LISTENER),
             groups: self.groups.clone(),
         }
     }
@@ -90,13 +97,31 @@ impl Server {
         &self.config
     }
 
-    /// Serves Kafka clients on `listener` until `shutdown` resolves, then lets in-flight
-    /// requests finish (up to [`SHUTDOWN_GRACE`]) and returns.
+    /// Serves Kafka clients on `listener` (the default listener) until `shutdown` resolves,
+    /// then lets in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.serve_listeners(vec![(DEFAULT_LISTENER.to_string(), listener)], shutdown)
+            .await
+    }
+
+    /// Serves Kafka clients on every `(name, listener)` until `shutdown` resolves, then lets
+    /// in-flight requests finish (up to [`SHUTDOWN_GRACE`]) and returns. Each name other than
+    /// [`DEFAULT_LISTENER`] should be one of `config.listeners`, bound where it says.
+    pub async fn serve_listeners(
+        &self,
+        listeners: Vec<(String, TcpListener)>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let listeners: Vec<(Arc<str>, TcpListener)> = listeners
+            .into_iter()
+            .map(|(name, l)| (Arc::from(name), l))
+            .collect();
+        // Where the next accept starts looking, so a busy listener cannot starve the others.
+        let mut next_first = 0usize;
         let config = self.config.clone();
         let node = self.node.clone();
         let groups = self.groups.clone();
@@ -118,10 +143,12 @@ impl Server {
                     Err(_) => break,
                 },
             };
-            let accepted = tokio::select! {
+            let (which, accepted) = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = listener.accept() => accepted,
+                accepted = accept_any(&listeners, next_first) => accepted,
             };
+            next_first = which + 1;
+            let listener_name = listeners[which].0.clone();
             let (socket, peer_addr) = match accepted {
                 Ok(accepted) => {
                     backoff = Duration::from_millis(10);
@@ -151,6 +178,7 @@ impl Server {
                 config: config.clone(),
                 local_addr,
                 peer_addr,
+                listener: listener_name,
                 groups: groups.clone(),
             };
             let stop = stop_rx.clone();
@@ -181,4 +209,26 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Accepts the next connection on any of `listeners`, looking at them from `first` on; returns
+/// the index of the listener with the outcome. Cancel-safe, as `TcpListener::accept` is.
+async fn accept_any(
+    listeners: &[(Arc<str>, TcpListener)],
+    first: usize,
+) -> (usize, std::io::Result<(tokio::net::TcpStream, SocketAddr)>) {
+    let n = listeners.len();
+    if n == 0 {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| {
+        for k in 0..n {
+            let i = (first + k) % n;
+            if let Poll::Ready(r) = listeners[i].1.poll_accept(cx) {
+                return Poll::Ready((i, r));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }

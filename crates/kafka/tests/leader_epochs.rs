@@ -529,6 +529,7 @@ async fn turned_away_requests_name_the_leader_gossip_knows() {
             host: "127.0.0.2".into(),
             port: 19092,
             rack: Some("r2".into()),
+            listeners: Default::default(),
         },
     );
     directory.leaders.insert(shard, (2, (epoch + 1) as u64));

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use jet_protocol::frame::{self, RequestPrefix};
-use jet_replication::Node;
+use jet_replication::{BrokerInfo, Node};
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
@@ -83,20 +83,27 @@ pub struct Ctx {
     pub local_addr: SocketAddr,
     /// The client's address.
     pub peer_addr: SocketAddr,
+    /// The name of the listener the client connected to ([`crate::DEFAULT_LISTENER`] for the
+    /// default one and for callers inside the process): Metadata, DescribeCluster,
+    /// FindCoordinator and leader hints report every broker at its address for this listener.
+    pub listener: Arc<str>,
     /// The consumer group coordinator (one per server, shared by every connection).
     pub groups: Arc<jet_groups::Coordinator>,
 }
 
 impl Ctx {
-    /// The host and port clients are told to dial: `config.advertise` when set, else the listen
-    /// address, else — when listening on a wildcard address such as `0.0.0.0` — the local address
-    /// this client dialled, which is the one address we know reaches us from where it stands.
+    /// The host and port clients of this connection's listener are told to dial: the listener's
+    /// advertised address when set, else its listen address, else — when listening on a wildcard
+    /// address such as `0.0.0.0` — the local address this client dialled, which is the one
+    /// address we know reaches us from where it stands.
     pub fn advertised(&self) -> (String, i32) {
-        advertised_addr(&self.config, self.local_addr)
+        let (listen, advertise) = self.config.listener(&self.listener);
+        advertised_addr(listen, advertise, self.local_addr)
     }
 
     /// Where clients reach broker `node_id`: this node at [`Ctx::advertised`], another live node
-    /// at the client address it publishes in gossip. `None` for a node gossip does not see.
+    /// at the client address it publishes in gossip for this connection's listener (its default
+    /// listener's when it publishes none by that name). `None` for a node gossip does not see.
     pub fn broker_endpoint(&self, node_id: u64) -> Option<BrokerEndpoint> {
         if node_id == self.node.config().node_id {
             let (host, port) = self.advertised();
@@ -107,12 +114,18 @@ impl Ctx {
                 rack: self.config.rack.clone(),
             });
         }
-        self.node.broker(node_id).map(|b| BrokerEndpoint {
+        self.node.broker(node_id).map(|b| self.endpoint_of(&b))
+    }
+
+    /// Another broker's endpoint for this connection's listener.
+    fn endpoint_of(&self, b: &BrokerInfo) -> BrokerEndpoint {
+        let (host, port) = b.endpoint(&self.listener);
+        BrokerEndpoint {
             node_id: b.node_id as i32,
-            host: b.host,
-            port: b.port,
-            rack: b.rack,
-        })
+            host: host.to_string(),
+            port,
+            rack: b.rack.clone(),
+        }
     }
 
     /// Every live broker, this one first.
@@ -124,12 +137,7 @@ impl Ctx {
                 .other_brokers()
                 .into_iter()
                 .filter(|b| b.node_id != me)
-                .map(|b| BrokerEndpoint {
-                    node_id: b.node_id as i32,
-                    host: b.host,
-                    port: b.port,
-                    rack: b.rack,
-                }),
+                .map(|b| self.endpoint_of(&b)),
         );
         out
     }
@@ -148,14 +156,18 @@ pub struct BrokerEndpoint {
     pub rack: Option<String>,
 }
 
-fn advertised_addr(config: &ServerConfig, local_addr: SocketAddr) -> (String, i32) {
-    if let Some((host, port)) = &config.advertise {
+fn advertised_addr(
+    listen: SocketAddr,
+    advertise: Option<&(String, u16)>,
+    local_addr: SocketAddr,
+) -> (String, i32) {
+    if let Some((host, port)) = advertise {
         return (host.clone(), i32::from(*port));
     }
-    let addr = if config.listen.ip().is_unspecified() {
+    let addr = if listen.ip().is_unspecified() {
         local_addr
     } else {
-        config.listen
+        listen
     };
     let host = match addr.ip() {
         // An IPv4 client on a dual-stack socket appears as ::ffff:a.b.c.d; clients must be given
@@ -580,16 +592,35 @@ mod tests {
     #[test]
     fn advertised_address_rules() {
         let mut config = ServerConfig::new("0.0.0.0:9092".parse().unwrap(), "c");
+        config.listeners.push(crate::ListenerConfig {
+            name: "external".into(),
+            listen: "0.0.0.0:19092".parse().unwrap(),
+            advertise: None,
+        });
+        let at = |config: &ServerConfig, name: &str, local: SocketAddr| {
+            let (listen, advertise) = config.listener(name);
+            advertised_addr(listen, advertise, local)
+        };
         let local: SocketAddr = "10.1.2.3:9092".parse().unwrap();
-        assert_eq!(advertised_addr(&config, local), ("10.1.2.3".into(), 9092));
+        assert_eq!(at(&config, "kafka", local), ("10.1.2.3".into(), 9092));
         let mapped: SocketAddr = "[::ffff:10.1.2.3]:9092".parse().unwrap();
-        assert_eq!(advertised_addr(&config, mapped), ("10.1.2.3".into(), 9092));
+        assert_eq!(at(&config, "kafka", mapped), ("10.1.2.3".into(), 9092));
         config.listen = "127.0.0.1:9093".parse().unwrap();
-        assert_eq!(advertised_addr(&config, local), ("127.0.0.1".into(), 9093));
+        assert_eq!(at(&config, "kafka", local), ("127.0.0.1".into(), 9093));
         config.advertise = Some(("kafka.example".into(), 19092));
+        assert_eq!(at(&config, "kafka", local), ("kafka.example".into(), 19092));
+        // A named listener on a wildcard address: the address this client dialled.
+        let dialled: SocketAddr = "172.17.0.2:19092".parse().unwrap();
         assert_eq!(
-            advertised_addr(&config, local),
-            ("kafka.example".into(), 19092)
+            at(&config, "external", dialled),
+            ("172.17.0.2".into(), 19092)
         );
+        config.listeners[0].advertise = Some(("127.0.0.1".into(), 29092));
+        assert_eq!(
+            at(&config, "external", dialled),
+            ("127.0.0.1".into(), 29092)
+        );
+        // An unknown name is the default listener.
+        assert_eq!(at(&config, "nope", local), ("kafka.example".into(), 19092));
     }
 }

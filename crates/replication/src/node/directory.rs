@@ -19,12 +19,26 @@ use crate::{Error, PartitionHandle, TopicPartition};
 pub struct BrokerInfo {
     /// Node id (the Kafka broker id).
     pub node_id: u64,
-    /// Host clients dial.
+    /// Host clients of the default listener dial.
     pub host: String,
-    /// Port clients dial.
+    /// Port clients of the default listener dial.
     pub port: i32,
     /// `--rack`, if set.
     pub rack: Option<String>,
+    /// Host and port per named listener the broker publishes (`--listener NAME=...`), the
+    /// default listener included when it is published under its name.
+    pub listeners: BTreeMap<String, (String, i32)>,
+}
+
+impl BrokerInfo {
+    /// Where clients of listener `name` dial this broker: its address for that listener, or its
+    /// default listener's when it has none by that name.
+    pub fn endpoint(&self, name: &str) -> (&str, i32) {
+        match self.listeners.get(name) {
+            Some((host, port)) => (host, *port),
+            None => (&self.host, self.port),
+        }
+    }
 }
 
 /// What gossip says about the other nodes.
