@@ -206,12 +206,14 @@ async fn follow_view(
         }
         if let Some(node) = node.get() {
             node.set_directory(directory(&current, me));
-            let leads: Vec<(u64, u64)> = (0..=node.metadata().data_shards)
+            // The shards it leads, with the ISR only the leader computes, for nodes that report
+            // these partitions without following them.
+            let leads: Vec<(u64, u64, Vec<u64>)> = (0..=node.metadata().data_shards)
                 .filter_map(|s| node.shard_status(s))
                 .filter(|st| st.is_leader.load(Ordering::Acquire))
-                .map(|st| (st.id, st.term.load(Ordering::Acquire)))
+                .map(|st| (st.id, st.term.load(Ordering::Acquire), st.members().isr))
                 .collect();
-            gossip.set_leads(&leads).await;
+            gossip.set_leadership(&leads).await;
             if !ready {
                 ready = true;
                 gossip.set_ready(true).await;
@@ -264,6 +266,12 @@ fn directory(view: &ClusterView, me: u64) -> Directory {
             if *term > e.1 {
                 *e = (n.node_id, *term);
             }
+        }
+    }
+    // The ISR published by the leader gossip believes in (the highest term).
+    for (shard, (leader, _)) in &d.leaders {
+        if let Some(isr) = view.node(*leader).and_then(|n| n.isr.get(shard)) {
+            d.isr.insert(*shard, isr.clone());
         }
     }
     d
