@@ -11,7 +11,8 @@
 # with before, else 19092. Every node starts with --bootstrap-expect N and --seeds listing every
 # node's gossip address, so all N must be up before any answers Kafka clients; `start` launches them together, waits (at most
 # ${JET_CLUSTER_START_TIMEOUT_S:-90} s) until every Kafka port answers ApiVersions, and prints
-# the bootstrap servers. Starting again on an existing DIR restarts the same nodes on their data.
+# the bootstrap servers. Starting again on an existing DIR restarts the same nodes on their data;
+# nodes that still run are left alone, so `start` after killing one node restarts just that one.
 #
 # `stop` sends SIGTERM, waits up to ${JET_CLUSTER_STOP_TIMEOUT_S:-30} s, then SIGKILLs what is
 # left; it is a no-op when nothing runs. `status` prints one line per node and exits 0 only when
@@ -152,13 +153,20 @@ cmd_start() {
     nodes="$n"
     base_port="$base"
     local i id
+    # Nodes that already run are left alone: `start` on a cluster with a killed node restarts
+    # just that node, on its data.
+    local running=()
     for ((i = 0; i < nodes; i++)); do
         id=$((i + 1))
-        [ -z "$(node_pid "$id")" ] || die "node $id already runs (pid $(node_pid "$id")); run '$0 stop' first"
+        if [ -n "$(node_pid "$id")" ]; then
+            running[id]=1
+            echo "node $id already runs (pid $(node_pid "$id")); leaving it" >&2
+        fi
     done
     local bin port
     bin="$(find_bin)"
     for ((i = 0; i < nodes; i++)); do
+        [ -z "${running[i + 1]:-}" ] || continue
         for port in $((base + i)) $((base + 100 + i)) $((base + 200 + i)); do
             ! port_in_use "$port" || die "port $port is in use; pick another --base-port"
         done
@@ -174,6 +182,7 @@ cmd_start() {
     # All nodes start together: with --bootstrap-expect none serves until all have met.
     for ((i = 0; i < nodes; i++)); do
         id=$((i + 1))
+        [ -z "${running[id]:-}" ] || continue
         local nd="$dir/node-$id"
         mkdir -p "$nd/data"
         local args=(
