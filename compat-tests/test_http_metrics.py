@@ -88,7 +88,9 @@ def test_metrics_after_a_known_workload(jet, topic):
     assert value(samples, "jet_http_requests_total", route="/topics/{topic}", method="GET", status="404") == 1
     assert total(samples, "jet_http_request_duration_seconds_count", route="/topics/{topic}/partitions/{partition}") == 3
     assert value(samples, "jet_process_resident_memory_bytes") > 1 << 20
-    assert value(samples, "jet_process_cpu_seconds_total") > 0
+    # Present and a number of seconds; not "> 0": this VM's tick-based accounting reported 0 for a
+    # short-lived node twice in full runs (the parsing is unit-tested in crates/http/src/process.rs).
+    assert value(samples, "jet_process_cpu_seconds_total") >= 0
     assert "# TYPE jet_kafka_request_duration_seconds histogram" in text
     c.close()
 

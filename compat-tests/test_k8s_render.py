@@ -91,7 +91,8 @@ def jet_flags() -> set[str]:
     """Every long flag of `jet`, read from broker/src/config.rs (the Args struct's fields)."""
     text = (REPO / "broker" / "src" / "config.rs").read_text()
     body = text.split("pub struct Args {", 1)[1].split("\n}\n", 1)[0]
-    fields = re.findall(r"#\[arg\(\s*long[^\]]*\]\s*pub (\w+):", body, re.S)
+    # Up to the attribute's closing `)]` (a value name such as `[NAME=]HOST:PORT` holds `]`).
+    fields = re.findall(r"#\[arg\(\s*long.*?\)\]\s*pub (\w+):", body, re.S)
     assert len(fields) >= 30, f"found only {len(fields)} flags in config.rs"
     return {"--" + f.replace("_", "-") for f in fields}
 

@@ -24,8 +24,12 @@ import pytest
 from conftest import Jet, in_ci, need
 
 
-def _produce_numbered(bootstrap: str, topic: str, n: int, acked: dict, errors: list, stop):
+def _produce_numbered(bootstrap: str, topic: str, n: int, acked: dict, errors: list, stop,
+                      rate: float | None = None):
+    """Produces n numbered messages over 2 partitions, at most `rate` per second when given (a
+    broker fast enough would otherwise finish before the test's faults get their turn)."""
     ck = need("confluent_kafka")
+    started = time.monotonic()
     producer = ck.Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -46,6 +50,10 @@ def _produce_numbered(bootstrap: str, topic: str, n: int, acked: dict, errors: l
     for i in range(n):
         if stop.is_set():
             break
+        if rate is not None and i % 1000 == 0:
+            ahead = i / rate - (time.monotonic() - started)
+            if ahead > 0:
+                producer.poll(ahead)
         value = f"v-{i:07d}-".encode() + b"x" * 180
         while True:
             try:
@@ -130,7 +138,8 @@ def test_kill_9_during_delete_records_and_retention_under_load(jet, topic):
     errors: list = []
     stop = threading.Event()
     t = threading.Thread(
-        target=_produce_numbered, args=(jet.bootstrap, topic, n, acked, errors, stop), daemon=True
+        target=_produce_numbered, args=(jet.bootstrap, topic, n, acked, errors, stop, 25_000),
+        daemon=True,
     )
     t.start()
     deletes = 0
