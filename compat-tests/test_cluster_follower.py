@@ -72,6 +72,25 @@ def test_consumer_reads_from_the_follower_in_its_rack(tmp_path):
         assert from_leader == 0, "the leader served records it should have redirected"
         wait_for("cluster still healthy", lambda: c.metadata().fully_replicated(topic, 1, 3),
                  timeout_s=30)
+
+        # A manual assignment naming another node is refused with the reason, not as an
+        # unknown broker: replicas are placed with the shard. (kafka-python: confluent-kafka's
+        # NewTopic refuses replica assignments locally in the version pinned here.)
+        kadmin = need("kafka.admin")
+        kerrors = need("kafka.errors")
+        admin = kadmin.KafkaAdminClient(bootstrap_servers=c.node(1).bootstrap)
+        try:
+            controller = c.metadata().controller
+            other = next(node.id for node in c.nodes if node.id != controller)
+            manual = kadmin.NewTopic("manual", num_partitions=-1, replication_factor=-1,
+                                     replica_assignments={0: [other]})
+            try:
+                admin.create_topics([manual])
+                raise AssertionError("a manual assignment naming another node was accepted")
+            except kerrors.InvalidReplicationAssignmentError as e:
+                assert "places a partition's replicas" in str(e), e
+        finally:
+            admin.close()
     finally:
         c.kill_all()
         print(f"--- cluster logs ({c.base_dir}) ---\n{c.log_tails()}")

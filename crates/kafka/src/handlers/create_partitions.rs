@@ -151,10 +151,20 @@ fn check_assignments(
             ));
         }
         if let Some(other) = a.broker_ids.iter().find(|b| b.0 != own) {
-            return Err(refuse(format!(
-                "The manual partition assignment includes broker {}, but no such broker is registered.",
-                other.0
-            )));
+            // In a cluster the other node exists, but a partition's replicas are its shard's
+            // voters, which placement fixed: an assignment naming them cannot be honoured.
+            let member = ctx.node.metadata().members.contains(&(other.0 as u64));
+            return Err(refuse(if member {
+                format!(
+                    "The manual partition assignment includes broker {}: Jet places a partition's replicas with its shard, so manual assignments may name only the receiving broker.",
+                    other.0
+                )
+            } else {
+                format!(
+                    "The manual partition assignment includes broker {}, but no such broker is registered.",
+                    other.0
+                )
+            }));
         }
         if a.broker_ids.len() != replicas {
             return Err(refuse(format!(
