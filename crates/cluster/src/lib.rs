@@ -1,8 +1,9 @@
 //! Jet's node-to-node layer: how nodes find each other and how Raft messages travel between them.
 //!
-//! Not yet wired into the multi-raft driver (see docs/architecture.md, "Peer transport and
-//! gossip"). The crate depends on no other jet crate and not on `raft`: the driver plugs its
-//! message type in through [`WireMessage`].
+//! The multi-raft driver sends through [`PeerTransport`] (`jet_replication::driver::network`) and
+//! the broker runs [`Gossip`] (`broker/src/cluster.rs`); see docs/architecture.md, "Peer
+//! transport and gossip". The crate depends on no other jet crate and not on `raft`: the driver
+//! plugs its message type in through [`WireMessage`].
 //!
 //! | module | owns |
 //! |---|---|

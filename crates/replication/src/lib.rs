@@ -9,11 +9,16 @@
 //! - [`metadata`] — the metadata shard's state machine: topics, configs, partition → shard.
 //! - [`partition`] — the in-memory state of one partition (offsets, watermarks, wake-ups).
 //! - [`producer`] — idempotent-producer state: sequence and epoch checks at apply.
+//! - [`placement`] — which nodes hold each shard: a pure function of the cluster's members.
 //! - [`topic_config`] — the topic configs Jet knows, their Kafka defaults and validation.
 //! - [`error`] — [`Error`], the one error type handlers map to Kafka error codes.
 //!
-//! A single node is a cluster of one: shard 0 is the metadata shard, shards `1..=data_shards`
-//! hold partitions, and every one of them is a Raft group with this node as its only voter.
+//! Shard 0 is the metadata shard, shards `1..=data_shards` hold partitions; each is a Raft group
+//! whose voters [`placement`] chose when the cluster formed. A single node is a cluster of one:
+//! every shard has it as its only voter. The driver's modules: `driver::apply` (the state
+//! machine), `driver::ready` (persist, send, apply, answer), `driver::leadership` (serving, ISR,
+//! balance, hand-off), `driver::network` and `driver::wire` (Raft messages over the peer
+//! transport), `driver::restore` (start-up), `driver::sim_tests` (the deterministic simulation).
 
 pub mod command;
 pub mod compaction;
