@@ -6,7 +6,11 @@
 #      including the Docker cluster suite (compat-tests/test_compose_cluster.py: the image built
 #      from that binary, deploy/docker-compose.yml's 3 nodes, kill / partition / rolling restart),
 #   4. the quick benchmark suite (when the jet-bench suite command exists).
-# One release profile serves tests and binary, so RocksDB and librdkafka compile once.
+# One release profile and one feature set serve tests and binaries, so every crate compiles once:
+# `cargo test --workspace` builds the `jet` and `jet-bench` binaries too (their packages have
+# integration tests), and they are used from the target dir as they are. (A later
+# `cargo build -p jet` would resolve features for jet alone and compile the workspace a second
+# time, which doubles the target dir's size; a CI run once died of a full disk that way.)
 # Prerequisites: see README.md (clang, libclang-dev, kcat; pip install -r compat-tests/requirements.txt).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,21 +26,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "cargo test --release --workspace"
-cargo test --release --workspace 2>&1 | tee "$work/cargo-test.log"
+disk() { df -h "$CARGO_TARGET_DIR" /tmp 2>/dev/null | awk 'NR>1 {print "disk: " $6 " " $4 " free of " $2}' | sort -u; }
 
-step "cargo build --release -p jet"
-cargo build --release -p jet
+step "cargo test --release --workspace"
+disk
+# pipefail: a failed build or test fails the run, not tee.
+cargo test --release --workspace 2>&1 | tee "$work/cargo-test.log"
 export JET_BIN="$CARGO_TARGET_DIR/release/jet"
+bench_bin="$CARGO_TARGET_DIR/release/jet-bench"
+for b in "$JET_BIN" "$bench_bin"; do
+    # Built by the step above; stale only if it failed to link, which fails the step.
+    [ -x "$b" ] || { echo "test.sh: cargo test did not leave $b"; exit 1; }
+done
+disk
 
 step "compat tests: real clients against $JET_BIN"
 # pytest exits 5 when it collects no test; under `set -e` that fails the run, as it should.
 python3 -m pytest -v compat-tests --junitxml "$work/pytest.xml"
+disk
 
 # --- bench quick suite (owned by the bench engineer) ---------------------------------------------
 # Runs when the jet-bench binary has a `suite` command: a fresh jet on a free port and a temp data
 # dir, the quick suite against it (it fails on any count or order error), then a clean stop.
-if cargo run --release -q -p jet-bench -- suite --help >/dev/null 2>&1; then
+if "$bench_bin" suite --help >/dev/null 2>&1; then
     step "bench quick suite"
     bench_dir="$work/bench"
     mkdir -p "$bench_dir"
@@ -49,7 +61,7 @@ if cargo run --release -q -p jet-bench -- suite --help >/dev/null 2>&1; then
         kill -0 "$bench_jet" 2>/dev/null || { cat "$bench_dir/jet.log"; exit 1; }
         sleep 0.1
     done
-    cargo run --release -p jet-bench -- suite --quick --brokers "127.0.0.1:$bench_port" \
+    "$bench_bin" suite --quick --brokers "127.0.0.1:$bench_port" \
         --broker-pid "$bench_jet" --out "$bench_dir/out" \
         || { tail -50 "$bench_dir/jet.log"; exit 1; }
     kill -TERM "$bench_jet"
