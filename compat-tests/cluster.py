@@ -189,12 +189,19 @@ class Node:
             "--peer-listen", self.gossip,
             "--gossip-listen", self.gossip,
             "--seeds", ",".join(n.gossip for n in c.nodes),
-            "--bootstrap-expect", str(len(c.nodes)),
+            *self.expect_args(),
             "--replication-factor", str(c.replication_factor),
             "--log-level", os.environ.get("JET_TEST_LOG_LEVEL", "info"),
             *c.extra_args,
             *c.node_args.get(self.id, []),
         ]
+
+    def expect_args(self) -> list[str]:
+        """`--bootstrap-expect N` (all nodes together), unless the cluster says otherwise for this
+        node: a number of its own, or None for a node that joins the running cluster."""
+        c = self.cluster
+        expect = c.expect.get(self.id, len(c.nodes)) if c.expect is not None else len(c.nodes)
+        return [] if expect is None else ["--bootstrap-expect", str(expect)]
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -316,13 +323,15 @@ class Cluster:
     node's gossip address as `--seeds`."""
 
     def __init__(self, binary: Path, base_dir: Path, n: int, replication_factor: int | None = None,
-                 extra_args=(), node_args=None):
+                 extra_args=(), node_args=None, expect=None):
         self.binary = binary
         self.base_dir = base_dir
         self.replication_factor = replication_factor or min(n, 3)
         self.extra_args = list(extra_args)
         # node id -> flags for that node only (e.g. its --rack).
         self.node_args = dict(node_args or {})
+        # node id -> its --bootstrap-expect (None: it joins with --seeds alone); default N.
+        self.expect = dict(expect) if expect is not None else None
         self.n = n
         self.nodes: list[Node] = []
         self._assign_ports()
@@ -716,3 +725,34 @@ def check_delivery(acked: dict[int, tuple[int, int]], records: dict[int, list[tu
             "out_of_order": out_of_order[:5], "unacked": unacked[:5],
         },
     }
+
+
+def assert_clean(report: dict, what: str) -> None:
+    bad = {k: report[k] for k in ("lost", "duplicated", "misplaced", "out_of_order", "unacked")}
+    print(f"{what}: {report}")
+    assert not any(bad.values()), f"{what}: {bad}; examples: {report['examples']}"
+
+
+def read_from(bootstrap: str, topic: str, partition: int, rack: str, want: int,
+              timeout_s: float = 60.0) -> list[int]:
+    """Every value of one partition, read by a consumer in `rack` (so the leader sends it to the
+    replica in that rack, KIP-392)."""
+    ck = need("confluent_kafka")
+    consumer = ck.Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"rack-{time.monotonic_ns()}",
+        "client.rack": rack,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    })
+    got: list[int] = []
+    try:
+        consumer.assign([ck.TopicPartition(topic, partition, ck.OFFSET_BEGINNING)])
+        deadline = time.monotonic() + timeout_s
+        while len(got) < want and time.monotonic() < deadline:
+            for m in consumer.consume(num_messages=5000, timeout=0.5):
+                if m.error() is None:
+                    got.append(int(m.value()))
+    finally:
+        consumer.close()
+    return got

@@ -2,6 +2,7 @@
 # Runs an N-node jet cluster on this machine, for trying replication by hand.
 #
 #   deploy/local-cluster.sh start N [--base-port P] [-- EXTRA_JET_FLAGS...]
+#   deploy/local-cluster.sh add [-- EXTRA_JET_FLAGS...]
 #   deploy/local-cluster.sh stop
 #   deploy/local-cluster.sh status
 #
@@ -13,6 +14,10 @@
 # ${JET_CLUSTER_START_TIMEOUT_S:-90} s) until every Kafka port answers ApiVersions, and prints
 # the bootstrap servers. Starting again on an existing DIR restarts the same nodes on their data;
 # nodes that still run are left alone, so `start` after killing one node restarts just that one.
+#
+# `add` starts one more node (the next id) with an empty data dir and --seeds only (no
+# --bootstrap-expect): it joins the running cluster, and replicas move onto it. Later `start`s
+# count it among the N nodes.
 #
 # `stop` sends SIGTERM, waits up to ${JET_CLUSTER_STOP_TIMEOUT_S:-30} s, then SIGKILLs what is
 # left; it is a no-op when nothing runs. `status` prints one line per node and exits 0 only when
@@ -33,7 +38,7 @@ die() {
 }
 
 usage() {
-    echo "usage: $0 start N [--base-port P] [-- EXTRA_JET_FLAGS...] | stop | status" >&2
+    echo "usage: $0 start N [--base-port P] [-- EXTRA_JET_FLAGS...] | add [-- EXTRA_JET_FLAGS...] | stop | status" >&2
     exit 2
 }
 
@@ -174,7 +179,8 @@ cmd_start() {
 
     mkdir -p "$dir"
     printf 'nodes=%s\nbase_port=%s\n' "$nodes" "$base_port" >"$dir/cluster.conf"
-    local seeds="" rf=$((nodes < 3 ? nodes : 3))
+    # The cluster aims for 3 replicas (capped by the node count; shards grow as nodes join).
+    local seeds="" rf=3
     for ((i = 0; i < nodes; i++)); do
         seeds+="${seeds:+,}127.0.0.1:$((base + 100 + i))"
     done
@@ -223,6 +229,64 @@ cmd_start() {
         sleep 0.5
     done
     echo "$nodes nodes up in $dir"
+    echo "bootstrap.servers=$(bootstrap_line)"
+}
+
+# Waits until node $1 answers Kafka clients; stops nothing on failure (the others run on).
+wait_node_ready() {
+    local id="$1" deadline=$((SECONDS + start_timeout_s))
+    while ! kafka_ready 127.0.0.1 $((base_port + id - 1)); do
+        if [ -z "$(node_pid "$id")" ]; then
+            local last
+            last="$(grep -v '^--- ' "$dir/node-$id/jet.log" | tail -n 1 || true)"
+            die "node $id exited while starting (${last:-no output}); log: $dir/node-$id/jet.log"
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || die "node $id did not answer Kafka clients within ${start_timeout_s}s; log: $dir/node-$id/jet.log"
+        sleep 0.5
+    done
+}
+
+cmd_add() {
+    local extra=()
+    if [ $# -gt 0 ]; then
+        [ "$1" = "--" ] || usage
+        shift
+        extra=("$@")
+    fi
+    load_conf || die "no cluster in $dir: start one first"
+    is_uint "$start_timeout_s" || die "JET_CLUSTER_START_TIMEOUT_S must be a number of seconds"
+    local i seeds="" up=0
+    for ((i = 0; i < nodes; i++)); do
+        seeds+="${seeds:+,}127.0.0.1:$((base_port + 100 + i))"
+        [ -z "$(node_pid $((i + 1)))" ] || up=$((up + 1))
+    done
+    [ "$up" -gt 0 ] || die "no node of $dir runs: start the cluster first"
+    local id=$((nodes + 1)) port
+    [ "$id" -le 99 ] || die "a local cluster has at most 99 nodes"
+    for port in $((base_port + id - 1)) $((base_port + 100 + id - 1)) $((base_port + 200 + id - 1)); do
+        ! port_in_use "$port" || die "port $port is in use"
+    done
+    local bin nd="$dir/node-$id"
+    bin="$(find_bin)"
+    rm -rf "$nd"
+    mkdir -p "$nd/data"
+    local args=(
+        --node-id "$id"
+        --listen "127.0.0.1:$((base_port + id - 1))"
+        --peer-listen "127.0.0.1:$((base_port + 100 + id - 1))"
+        --gossip-listen "127.0.0.1:$((base_port + 100 + id - 1))"
+        --http-listen "127.0.0.1:$((base_port + 200 + id - 1))"
+        --data-dir "$nd/data"
+        --seeds "$seeds"
+        ${extra[@]+"${extra[@]}"}
+    )
+    printf -- '--- %s start %s %s\n' "$(date -u +%FT%TZ)" "$bin" "${args[*]}" >>"$nd/jet.log"
+    nohup "$bin" "${args[@]}" >>"$nd/jet.log" 2>&1 </dev/null &
+    echo "$!" >"$nd/jet.pid"
+    nodes="$id"
+    printf 'nodes=%s\nbase_port=%s\n' "$nodes" "$base_port" >"$dir/cluster.conf"
+    wait_node_ready "$id"
+    echo "node $id joined the cluster in $dir"
     echo "bootstrap.servers=$(bootstrap_line)"
 }
 
@@ -290,6 +354,7 @@ cmd="$1"
 shift
 case "$cmd" in
     start) cmd_start "$@" ;;
+    add) cmd_add "$@" ;;
     stop)
         [ $# -eq 0 ] || usage
         cmd_stop

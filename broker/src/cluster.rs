@@ -12,8 +12,10 @@
 //!    members are the N lowest node ids seen, so every node derives the same initial replicas.
 //!    A node with data rejoins as itself whatever gossip says.
 //!
-//! Joining a running cluster with an empty data directory is refused for now: it needs shard
-//! snapshots and replica moves (see docs/architecture.md).
+//! 4. with an empty data directory and `--seeds` but no `--bootstrap-expect`, join the seeds'
+//!    cluster: wait until gossip shows its nodes serving (their led shards give the number of
+//!    data shards), then start with no shard of its own. The metadata leader admits the node,
+//!    its metadata replica and then data replicas arrive as snapshots.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +56,8 @@ pub struct Formed {
     pub cluster: Cluster,
     pub network: Network,
     pub members: Vec<u64>,
+    /// Joining a running cluster: its number of data shards, as gossip shows them.
+    pub joined_shards: Option<u64>,
     pub fatal: oneshot::Receiver<String>,
 }
 
@@ -71,11 +75,6 @@ pub async fn form(
         bail!(
             "--peer-listen {} is a wildcard address: set --peer-advertise to the address other nodes dial",
             args.peer_listen
-        );
-    }
-    if new_node && args.bootstrap_expect < 2 {
-        bail!(
-            "joining a running cluster with an empty data directory is not supported yet: start the cluster's nodes together with --bootstrap-expect N"
         );
     }
     let (transport, inbound) = PeerTransport::<RaftMessage>::bind(TransportConfig::new(
@@ -124,10 +123,10 @@ pub async fn form(
         fatal_tx,
     ));
 
-    let members = if new_node {
-        wait_for_members(&gossip, args.bootstrap_expect as usize).await?
-    } else {
-        Vec::new()
+    let (members, joined_shards) = match (new_node, args.bootstrap_expect) {
+        (true, Some(expect)) => (wait_for_members(&gossip, expect as usize).await?, None),
+        (true, None) => (Vec::new(), Some(wait_for_cluster(&gossip).await?)),
+        (false, _) => (Vec::new(), None),
     };
     Ok(Formed {
         cluster: Cluster {
@@ -138,8 +137,47 @@ pub async fn form(
         },
         network: Network { transport, inbound },
         members,
+        joined_shards,
         fatal,
     })
+}
+
+/// Waits until gossip shows a running cluster to join; returns its number of data shards (the
+/// highest shard its serving nodes lead, once it has not changed for two seconds: shard ids
+/// are `0..=data_shards` and every shard has a leader).
+async fn wait_for_cluster(gossip: &Gossip) -> anyhow::Result<u64> {
+    const STABLE_FOR: Duration = Duration::from_secs(2);
+    let me = gossip.node_id();
+    let mut view = gossip.subscribe();
+    let started = tokio::time::Instant::now();
+    let mut last_log = started;
+    let mut seen: Option<(u64, tokio::time::Instant)> = None;
+    loop {
+        let highest = view
+            .borrow_and_update()
+            .alive_nodes()
+            .filter(|n| n.node_id != me && n.ready)
+            .flat_map(|n| n.leads.iter().map(|(shard, _)| *shard))
+            .max();
+        let now = tokio::time::Instant::now();
+        match (highest, seen) {
+            (Some(h), Some((s, since))) if h == s && h > 0 => {
+                if now.duration_since(since) >= STABLE_FOR {
+                    tracing::info!(data_shards = h, "joining a running cluster");
+                    return Ok(h);
+                }
+            }
+            (Some(h), _) => seen = Some((h, now)),
+            (None, _) => seen = None,
+        }
+        if now.duration_since(last_log) >= Duration::from_secs(5) {
+            last_log = now;
+            tracing::info!(
+                "waiting for the seeds' cluster to appear in gossip (to form a new cluster instead, start with --bootstrap-expect N)"
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), view.changed()).await;
+    }
 }
 
 /// Waits until `expect` nodes are visible in gossip; the members are the `expect` lowest ids.
@@ -268,6 +306,17 @@ fn directory(view: &ClusterView, me: u64) -> Directory {
             }
         }
     }
+    d.alive = view
+        .alive_nodes()
+        .map(|n| n.node_id)
+        .filter(|id| *id != me)
+        .collect();
+    d.dead = view
+        .nodes
+        .iter()
+        .filter(|n| n.is_dead() && n.node_id != me)
+        .map(|n| n.node_id)
+        .collect();
     // The ISR published by the leader gossip believes in (the highest term).
     for (shard, (leader, _)) in &d.leaders {
         if let Some(isr) = view.node(*leader).and_then(|n| n.isr.get(shard)) {

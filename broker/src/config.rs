@@ -47,10 +47,11 @@ pub struct Args {
     pub seeds: Vec<String>,
 
     /// A new cluster of N nodes: each of N nodes started with the same flags waits until N nodes
-    /// are visible in gossip, and all derive the same initial replicas
-    #[arg(long, env = "JET_BOOTSTRAP_EXPECT", default_value_t = 1, value_name = "N",
+    /// are visible in gossip, and all derive the same initial replicas. 1 makes a cluster of
+    /// one that others can join. Without it, a new node with --seeds joins the seeds' cluster
+    #[arg(long, env = "JET_BOOTSTRAP_EXPECT", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=1000))]
-    pub bootstrap_expect: u64,
+    pub bootstrap_expect: Option<u64>,
 
     /// Replicas of each data shard in a new cluster (capped by the node count)
     #[arg(long, env = "JET_REPLICATION_FACTOR", default_value_t = 3, value_name = "N",
@@ -400,7 +401,7 @@ impl Args {
 
     /// Whether this node is (or becomes) part of a multi-node cluster.
     pub fn clustered(&self) -> bool {
-        !self.seeds.is_empty() || self.bootstrap_expect > 1
+        !self.seeds.is_empty() || self.bootstrap_expect.is_some()
     }
 }
 

@@ -208,6 +208,12 @@ async fn serve(args: Args, listeners: config::Listeners) -> anyhow::Result<()> {
             );
             node_config.members = formed.members.clone();
         }
+        if let Some(shards) = formed.joined_shards {
+            node_config.data_shards = shards;
+        }
+        // Seeds without --bootstrap-expect: this node only ever joins (also when it restarts
+        // before its first snapshot arrived).
+        node_config.join = args.bootstrap_expect.is_none();
         let node = jet_replication::Node::start_clustered(node_config, Some(formed.network))
             .await
             .context("cannot start the node")?;

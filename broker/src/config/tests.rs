@@ -14,7 +14,7 @@ fn defaults() {
     let a = Args::try_parse_from(["jet"]).unwrap();
     assert_eq!(a.node_id, None);
     assert!(!a.clustered());
-    assert_eq!(a.bootstrap_expect, 1);
+    assert_eq!(a.bootstrap_expect, None);
     assert_eq!(a.replication_factor, 3);
     assert_eq!(a.node_dead_after, Duration::from_secs(600));
     assert_eq!(

@@ -9,16 +9,21 @@
 //! - [`metadata`] — the metadata shard's state machine: topics, configs, partition → shard.
 //! - [`partition`] — the in-memory state of one partition (offsets, watermarks, wake-ups).
 //! - [`producer`] — idempotent-producer state: sequence and epoch checks at apply.
-//! - [`placement`] — which nodes hold each shard: a pure function of the cluster's members.
+//! - [`placement`] — which nodes hold each shard: pure functions of the members (at forming) and
+//!   of the current placement, the live and the dead nodes (as nodes join and die).
 //! - [`topic_config`] — the topic configs Jet knows, their Kafka defaults and validation.
 //! - [`error`] — [`Error`], the one error type handlers map to Kafka error codes.
 //!
 //! Shard 0 is the metadata shard, shards `1..=data_shards` hold partitions; each is a Raft group
-//! whose voters [`placement`] chose when the cluster formed. A single node is a cluster of one:
-//! every shard has it as its only voter. The driver's modules: `driver::apply` (the state
-//! machine), `driver::ready` (persist, send, apply, answer), `driver::leadership` (serving, ISR,
-//! balance, hand-off), `driver::network` and `driver::wire` (Raft messages over the peer
-//! transport), `driver::restore` (start-up), `driver::sim_tests` (the deterministic simulation).
+//! whose voters [`placement`] chose when the cluster formed, and which change by single-step
+//! configuration changes as nodes join or die (new replicas are seeded by snapshots). A single
+//! node is a cluster of one: every shard has it as its only voter. The driver's modules:
+//! `driver::apply` (the state machine), `driver::ready` (persist, send, apply, answer),
+//! `driver::leadership` (serving, ISR, balance, hand-off), `driver::membership` and
+//! `driver::snapshot` (replica changes),
+//! `driver::network` and `driver::wire` (Raft messages over the peer transport),
+//! `driver::restore` (start-up), `driver::sim_tests` and `driver::sim_moves` (the deterministic
+//! simulations).
 
 pub mod command;
 pub mod compaction;

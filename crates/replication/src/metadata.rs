@@ -38,6 +38,11 @@ pub struct ClusterMetadata {
     /// [`MetaCommand::Init`] from [`crate::placement`].
     #[serde(default)]
     pub shard_replicas: BTreeMap<u64, Vec<u64>>,
+    /// Replicas per data shard the cluster aims for (`--replication-factor` at forming): a
+    /// shard with fewer (a cluster that started smaller) grows as nodes join. 0 in metadata
+    /// made before this was recorded: each shard keeps its size.
+    #[serde(default)]
+    pub replication_factor: u64,
 }
 
 /// One topic.
@@ -110,6 +115,20 @@ pub enum MetaCommand {
         /// Replicas per data shard.
         #[serde(default)]
         replication_factor: u64,
+    },
+    /// Re-place one shard's replicas (the metadata leader's answer to a dead node): the shard's
+    /// leader then changes the Raft configuration to match, one step at a time.
+    SetShardReplicas {
+        /// The shard (0 is the metadata shard).
+        shard: u64,
+        /// Its replicas from now on, placement order (the first is the preferred leader).
+        replicas: Vec<u64>,
+    },
+    /// Admit a node that joined through gossip: it becomes a member, first a learner of the
+    /// metadata shard, then a replica of the shards placement moves to it.
+    AddMember {
+        /// The node id.
+        node: u64,
     },
     /// Allocate a block of `count` producer ids.
     AllocateProducerIds {
@@ -213,8 +232,39 @@ impl ClusterMetadata {
                             *replication_factor as usize,
                         );
                         self.members = members;
+                        self.replication_factor = *replication_factor;
                     }
                 }
+                Ok(MetaEffect::None)
+            }
+            MetaCommand::AddMember { node } => {
+                if *node == 0 || self.members.is_empty() {
+                    // A cluster made before clusters existed has no member list to extend.
+                    return Err(Error::InvalidRequest(format!(
+                        "node {node} cannot join this cluster"
+                    )));
+                }
+                if !self.members.contains(node) {
+                    self.members.push(*node);
+                    self.members.sort_unstable();
+                }
+                Ok(MetaEffect::None)
+            }
+            MetaCommand::SetShardReplicas { shard, replicas } => {
+                let known = self.shard_replicas.contains_key(shard);
+                let mut unique = replicas.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                if !known
+                    || replicas.is_empty()
+                    || unique.len() != replicas.len()
+                    || !replicas.iter().all(|r| self.members.contains(r))
+                {
+                    return Err(Error::InvalidRequest(format!(
+                        "replicas {replicas:?} for shard {shard}: the shard must exist and the replicas be distinct members"
+                    )));
+                }
+                self.shard_replicas.insert(*shard, replicas.clone());
                 Ok(MetaEffect::None)
             }
             MetaCommand::CreateTopic {

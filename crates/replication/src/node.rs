@@ -156,6 +156,8 @@ pub struct Node {
     append_budget: Arc<tokio::sync::Semaphore>,
     /// What gossip says about the other nodes.
     directory: RwLock<Arc<directory::Directory>>,
+    /// Whether the driver was told liveness at least once (it is told again on changes).
+    liveness_sent: std::sync::atomic::AtomicBool,
 }
 
 /// Producer ids taken from the metadata shard at a time, so most InitProducerId requests need
@@ -240,6 +242,7 @@ impl Node {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             append_budget,
             directory: RwLock::new(Arc::default()),
+            liveness_sent: std::sync::atomic::AtomicBool::new(false),
         });
         ready_rx.await.map_err(|_| Error::ShuttingDown)??;
         node.clone().spawn_retention();
@@ -482,12 +485,7 @@ impl Node {
     /// The data shard that coordinates consumer group `group`: `1 + hash(group) mod shards`.
     /// The hash is FNV-1a, fixed so that placement never changes between versions.
     pub fn coordinator_shard(&self, group: &str) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in group.as_bytes() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        1 + h % self.config.data_shards.max(1)
+        crate::placement::group_shard(group.as_bytes(), self.config.data_shards)
     }
 
     /// Writes consumer-group records (keys must start with `jet_storage::keys::META_GROUP_PREFIX`)

@@ -31,6 +31,16 @@ pub fn metadata_voters(members: &[u64]) -> Vec<u64> {
     sorted
 }
 
+/// The data shard that coordinates consumer group `group` (FNV-1a of its name), `1..=data_shards`.
+pub fn group_shard(group: &[u8], data_shards: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in group {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    1 + h % data_shards.max(1)
+}
+
 /// Every shard's voters, metadata shard included.
 pub fn place_shards(
     members: &[u64],
@@ -54,9 +64,250 @@ pub fn place_shards(
     out
 }
 
+/// Where replicas go once some members are dead: each dead replica of a shard is replaced by
+/// the live member not already holding the shard that holds the fewest replicas (counting the
+/// new placement; ties to the lower id), in the dead one's position, so the shard keeps its
+/// replica count and, where it can, its preferred leader's rotation. A dead replica with no
+/// live member to take its place stays (nothing better exists until a node comes back or
+/// joins). Returns only the shards that change.
+pub fn replace_dead(
+    current: &BTreeMap<u64, Vec<u64>>,
+    members: &[u64],
+    dead: &[u64],
+) -> BTreeMap<u64, Vec<u64>> {
+    let alive: Vec<u64> = members
+        .iter()
+        .copied()
+        .filter(|m| !dead.contains(m))
+        .collect();
+    let mut load: BTreeMap<u64, usize> = alive.iter().map(|m| (*m, 0)).collect();
+    for replicas in current.values() {
+        for r in replicas {
+            if let Some(n) = load.get_mut(r) {
+                *n += 1;
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (shard, replicas) in current {
+        let mut next = replicas.clone();
+        for slot in 0..next.len() {
+            if !dead.contains(&next[slot]) {
+                continue;
+            }
+            let candidate = load
+                .iter()
+                .filter(|(m, _)| !next.contains(m))
+                .min_by_key(|(m, n)| (**n, **m))
+                .map(|(m, _)| *m);
+            if let Some(m) = candidate {
+                next[slot] = m;
+                *load.get_mut(&m).expect("alive member") += 1;
+            }
+        }
+        if &next != replicas {
+            out.insert(*shard, next);
+        }
+    }
+    out
+}
+
+/// Where replicas should be, from where they are: dead replicas re-placed
+/// ([`replace_dead`]), shards below the replication factor grown onto live nodes (a cluster
+/// that started smaller than it is now), the metadata shard's voters grown to
+/// [`metadata_voters`]' count, then data replicas moved from the most loaded live node to the
+/// least loaded until counts differ by at most one (a node that joined takes its share).
+/// Each change keeps the other replicas in their positions. Returns only the shards that
+/// change; applying the result again returns nothing.
+pub fn target_placement(
+    current: &BTreeMap<u64, Vec<u64>>,
+    members: &[u64],
+    dead: &[u64],
+    replication_factor: u64,
+) -> BTreeMap<u64, Vec<u64>> {
+    let mut next = current.clone();
+    next.extend(replace_dead(current, members, dead));
+    let alive: Vec<u64> = members
+        .iter()
+        .copied()
+        .filter(|m| !dead.contains(m))
+        .collect();
+    if alive.is_empty() {
+        return BTreeMap::new();
+    }
+    let load = |next: &BTreeMap<u64, Vec<u64>>| -> BTreeMap<u64, usize> {
+        let mut l: BTreeMap<u64, usize> = alive.iter().map(|m| (*m, 0)).collect();
+        for (shard, r) in next {
+            if *shard == 0 {
+                continue;
+            }
+            for m in r {
+                if let Some(n) = l.get_mut(m) {
+                    *n += 1;
+                }
+            }
+        }
+        l
+    };
+    // Grow.
+    let shards: Vec<u64> = next.keys().copied().collect();
+    for shard in shards {
+        let target = if shard == 0 {
+            metadata_voters(&alive).len()
+        } else if replication_factor == 0 {
+            next[&shard].len()
+        } else {
+            (replication_factor as usize).min(alive.len())
+        };
+        while next[&shard].len() < target {
+            let l = load(&next);
+            let replicas = &next[&shard];
+            let Some(m) = l
+                .iter()
+                .filter(|(m, _)| !replicas.contains(m))
+                .min_by_key(|(m, n)| (**n, **m))
+                .map(|(m, _)| *m)
+            else {
+                break;
+            };
+            next.get_mut(&shard).expect("shard").push(m);
+        }
+    }
+    // Balance data replicas, one move at a time, bounded.
+    for _ in 0..next.len() * 4 {
+        let l = load(&next);
+        let (Some((&hi, &hi_n)), Some((&lo, &lo_n))) = (
+            l.iter().max_by_key(|(m, n)| (**n, std::cmp::Reverse(**m))),
+            l.iter().min_by_key(|(m, n)| (**n, **m)),
+        ) else {
+            break;
+        };
+        if hi_n <= lo_n + 1 {
+            break;
+        }
+        let Some(replicas) = next
+            .iter_mut()
+            .rev()
+            .find(|(s, r)| **s != 0 && r.contains(&hi) && !r.contains(&lo))
+            .map(|(_, r)| r)
+        else {
+            break;
+        };
+        let slot = replicas.iter().position(|m| *m == hi).expect("holds hi");
+        replicas[slot] = lo;
+    }
+    next.into_iter()
+        .filter(|(s, r)| current.get(s) != Some(r))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_replicas_move_to_the_least_loaded_live_nodes() {
+        let current = place_shards(&[1, 2, 3, 4], 4, 3);
+        let moved = replace_dead(&current, &[1, 2, 3, 4], &[3]);
+        let mut after = current.clone();
+        after.extend(moved.clone());
+        for (shard, r) in &after {
+            assert!(
+                !r.contains(&3),
+                "shard {shard} still on the dead node: {r:?}"
+            );
+            let mut u = r.clone();
+            u.sort_unstable();
+            u.dedup();
+            assert_eq!(
+                u.len(),
+                current[shard].len(),
+                "shard {shard} keeps its size"
+            );
+        }
+        // Only the shards that held node 3 change, each in node 3's slot.
+        for (shard, r) in &moved {
+            let slot = current[shard].iter().position(|m| *m == 3).unwrap();
+            for (i, m) in r.iter().enumerate() {
+                if i != slot {
+                    assert_eq!(*m, current[shard][i]);
+                }
+            }
+        }
+        assert_eq!(
+            moved.len(),
+            current.values().filter(|r| r.contains(&3)).count()
+        );
+        // Counts stay balanced: 5 shards x 3 replicas over 3 live nodes.
+        let mut count: BTreeMap<u64, usize> = BTreeMap::new();
+        for r in after.values() {
+            for m in r {
+                *count.entry(*m).or_default() += 1;
+            }
+        }
+        let (lo, hi) = (count.values().min().unwrap(), count.values().max().unwrap());
+        assert!(hi - lo <= 1, "{count:?}");
+    }
+
+    fn counts(p: &BTreeMap<u64, Vec<u64>>) -> BTreeMap<u64, usize> {
+        let mut c = BTreeMap::new();
+        for (s, r) in p {
+            if *s != 0 {
+                for m in r {
+                    *c.entry(*m).or_default() += 1;
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn a_cluster_of_one_grows_to_three_replicas_as_nodes_join() {
+        let current = place_shards(&[1], 4, 3);
+        let moved = target_placement(&current, &[1, 2, 3], &[], 3);
+        let mut after = current.clone();
+        after.extend(moved);
+        assert_eq!(after[&0], vec![1, 2, 3]);
+        for s in 1..=4 {
+            let mut r = after[&s].clone();
+            r.sort_unstable();
+            assert_eq!(r, vec![1, 2, 3], "shard {s}");
+            assert_eq!(after[&s][0], 1, "the existing replica stays first");
+        }
+        assert!(target_placement(&after, &[1, 2, 3], &[], 3).is_empty());
+    }
+
+    #[test]
+    fn a_fourth_node_takes_its_share() {
+        let current = place_shards(&[1, 2, 3], 4, 3);
+        let moved = target_placement(&current, &[1, 2, 3, 4], &[], 3);
+        let mut after = current.clone();
+        after.extend(moved.clone());
+        let c = counts(&after);
+        assert_eq!(c.values().sum::<usize>(), 12);
+        assert_eq!(c[&4], 3, "{c:?}");
+        assert!(c.values().all(|n| *n == 3), "{c:?}");
+        for r in after.values() {
+            let mut u = r.clone();
+            u.sort_unstable();
+            u.dedup();
+            assert_eq!(u.len(), r.len());
+        }
+        assert!(target_placement(&after, &[1, 2, 3, 4], &[], 3).is_empty());
+        // A dead node and a join at once: the dead one holds nothing afterwards.
+        let moved = target_placement(&current, &[1, 2, 3, 4], &[2], 3);
+        let mut after = current.clone();
+        after.extend(moved);
+        assert!(after.values().all(|r| !r.contains(&2)), "{after:?}");
+        assert!(after.iter().all(|(s, r)| *s == 0 || r.len() == 3));
+    }
+
+    #[test]
+    fn with_no_spare_node_the_dead_replica_stays() {
+        let current = place_shards(&[1, 2, 3], 2, 3);
+        assert!(replace_dead(&current, &[1, 2, 3], &[3]).is_empty());
+        assert!(replace_dead(&current, &[1, 2, 3], &[]).is_empty());
+    }
 
     #[test]
     fn one_node_is_todays_single_node() {

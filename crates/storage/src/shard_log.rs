@@ -6,6 +6,7 @@
 //! falls behind is sent them from there. They are deleted ([`ShardLog::compact`]) once no
 //! partition refers to them.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
@@ -43,6 +44,10 @@ pub struct ShardLog {
     last: u64,
     /// The newest entries: `mem[i].index == last - mem.len() + 1 + i`.
     mem: VecDeque<Entry>,
+    /// A snapshot the driver prepared for a replica that needs one (see [`Self::snapshot`]).
+    prepared: RefCell<Option<Snapshot>>,
+    /// Set when raft-rs asked for a snapshot newer than the prepared one.
+    snapshot_wanted: Cell<u64>,
 }
 
 impl std::fmt::Debug for ShardLog {
@@ -69,6 +74,8 @@ impl ShardLog {
             applied: r.applied,
             last: r.last,
             mem: r.entries.into(),
+            prepared: RefCell::new(None),
+            snapshot_wanted: Cell::new(0),
         };
         log.check_contiguous();
         log
@@ -87,6 +94,45 @@ impl ShardLog {
             applied: 0,
             last: 0,
             mem: VecDeque::new(),
+            prepared: RefCell::new(None),
+            snapshot_wanted: Cell::new(0),
+        }
+    }
+
+    /// The lowest index raft-rs asked a snapshot for since the last one was prepared, or 0.
+    pub fn snapshot_wanted(&self) -> u64 {
+        self.snapshot_wanted.get()
+    }
+
+    /// Keeps `snap` for raft-rs to send (built by the driver, which holds the state machine).
+    pub fn set_prepared_snapshot(&mut self, snap: Option<Snapshot>) {
+        self.snapshot_wanted.set(0);
+        *self.prepared.borrow_mut() = snap;
+    }
+
+    /// The index of the prepared snapshot, if one is held.
+    pub fn prepared_snapshot_index(&self) -> Option<u64> {
+        self.prepared
+            .borrow()
+            .as_ref()
+            .map(|s| s.get_metadata().index)
+    }
+
+    /// Makes this log start right after an installed snapshot: every entry up to its index is
+    /// gone from raft-rs's view (the driver wrote the snapshot's state and the batches its
+    /// partitions refer to), and the snapshot's configuration and commit are in force.
+    pub fn install_snapshot(&mut self, index: u64, term: u64, conf_state: ConfState) {
+        self.mem.clear();
+        self.truncated_index = index;
+        self.truncated_term = term;
+        self.applied = index;
+        self.last = index;
+        self.conf_state = conf_state;
+        if self.hard_state.commit < index {
+            self.hard_state.commit = index;
+        }
+        if self.hard_state.term < term {
+            self.hard_state.term = term;
         }
     }
 
@@ -284,10 +330,32 @@ impl raft::Storage for ShardLog {
         Ok(self.last)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Shards have a single voter until replication lands, and entries stay until every
-        // replica has them, so no follower needs a snapshot yet. "Temporarily unavailable"
-        // makes raft-rs retry rather than fail.
+    /// Entries stay until every replica has them, so only a new replica (one added to the
+    /// shard's configuration) needs a snapshot. Building one needs the state machine, which the
+    /// driver holds: the first call records the request and answers "temporarily unavailable"
+    /// (raft-rs retries at the next heartbeat response); the driver then prepares the snapshot
+    /// at its applied index, and the retry gets it.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        if let Some(snap) = self.prepared.borrow().as_ref() {
+            let meta = snap.get_metadata();
+            let cs = meta.get_conf_state();
+            // The receiver must be in the snapshot's configuration (raft-rs refuses it
+            // otherwise), and the snapshot must reach the log's first kept entry.
+            let names_to = cs
+                .voters
+                .iter()
+                .chain(&cs.learners)
+                .chain(&cs.voters_outgoing)
+                .chain(&cs.learners_next)
+                .any(|id| *id == to);
+            if meta.index >= request_index && meta.index >= self.truncated_index && names_to {
+                return Ok(snap.clone());
+            }
+        }
+        let wanted = self.snapshot_wanted.get();
+        if wanted == 0 || request_index < wanted {
+            self.snapshot_wanted.set(request_index.max(1));
+        }
         Err(raft::Error::Store(
             RaftStorageError::SnapshotTemporarilyUnavailable,
         ))

@@ -494,6 +494,30 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every `index` record of `tp`, key and value verbatim (a snapshot's copy).
+    pub fn scan_index_raw(&self, tp: &TopicPartition) -> Result<Vec<KeyValue>, StorageError> {
+        let cf = self.cf(CF_INDEX);
+        let prefix = keys::partition_prefix(tp);
+        let mut ro = ReadOptions::default();
+        let mut upper = keys::index_entry(tp, i64::MAX).to_vec();
+        upper.push(0xff);
+        ro.set_iterate_upper_bound(upper);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf_opt(cf, ro, IteratorMode::From(&prefix, Direction::Forward))
+        {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
 fn be_u64(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[..8]);
@@ -622,6 +646,11 @@ impl Batch {
     pub fn put_cluster_metadata(&mut self, doc: &[u8]) {
         self.wb
             .put_cf(self.store.cf(CF_META), keys::META_CLUSTER, doc);
+    }
+
+    /// Sets an `index` record verbatim (a snapshot's copy of a partition index).
+    pub fn put_index_raw(&mut self, key: &[u8], value: &[u8]) {
+        self.wb.put_cf(self.store.cf(CF_INDEX), key, value);
     }
 
     /// Sets a `meta` record (group coordinator state).

@@ -105,16 +105,9 @@ impl Machine {
                     Applied::Nothing
                 }
             },
-            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                // Membership changes arrive with replication; single-voter shards never propose
-                // them.
-                tracing::warn!(
-                    shard,
-                    index = e.index,
-                    "ignoring configuration change entry"
-                );
-                Applied::Nothing
-            }
+            // The driver applies configuration changes to raft-rs and stores the new
+            // configuration (membership.rs); the machine's state does not change.
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => Applied::Nothing,
         };
         if let Some((idx, _)) = turn.applied.get_mut(&shard) {
             *idx = e.index;

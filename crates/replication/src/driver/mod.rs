@@ -13,8 +13,11 @@
 //!
 //! Module map: [`apply`] (the state machine, a pure function of the log), `ready` (persist,
 //! send, apply, answer, agreed log truncation), `leadership` (what is published about each
-//! shard: leader, ISR; leader balance and hand-off), [`network`] (Raft messages over the peer
-//! transport), [`restore`] (start-up from RocksDB), this file (the loop and proposals).
+//! shard: leader, ISR; leader balance and hand-off), `membership` (admitting nodes, placing
+//! replicas, configuration changes toward the placement), `snapshot` (seeding a new replica),
+//! [`network`] (Raft messages over the peer transport), [`restore`] (start-up from RocksDB),
+//! this file (the loop and proposals). `sim_tests` and `sim_moves` are the deterministic
+//! simulations.
 //!
 //! A node runs only the shards it holds a replica of. Messages from peers arrive on the
 //! transport's inbound channel and are stepped into their shard at the start of a turn.
@@ -28,11 +31,15 @@ pub(crate) mod apply;
 #[cfg(test)]
 mod apply_tests;
 mod leadership;
+mod membership;
 pub mod network;
 mod ready;
 mod restore;
 #[cfg(test)]
+mod sim_moves;
+#[cfg(test)]
 mod sim_tests;
+mod snapshot;
 mod telemetry;
 pub mod wire;
 
@@ -147,6 +154,9 @@ pub(crate) enum DriverMsg {
         deadline: Instant,
         tx: oneshot::Sender<()>,
     },
+    /// What gossip says of the other nodes: those alive, and those not heard from for
+    /// `--node-dead-after` (their replicas may be re-placed by the metadata leader).
+    Liveness { alive: Vec<u64>, dead: Vec<u64> },
     /// Finish what is queued, then stop.
     Shutdown { tx: oneshot::Sender<()> },
 }
@@ -208,6 +218,10 @@ struct Shard {
     pending: BTreeMap<u64, (u64, Waiters, Instant)>,
     /// Appends taken from the channel this turn, not yet proposed.
     queued: Vec<(AppendItem, AppendReply)>,
+    /// When the snapshot the shard log holds for a new replica was prepared.
+    prepared_at: Option<Instant>,
+    /// When this leader last proposed a configuration change (one at a time, see membership).
+    last_conf_change: Option<Instant>,
 }
 
 struct Driver {
@@ -239,6 +253,14 @@ struct Driver {
     next_metrics: Instant,
     /// Whether leadership gauges were set once for every shard.
     leadership_reported: bool,
+    /// Nodes gone for `--node-dead-after`, as gossip last said.
+    dead: std::collections::BTreeSet<u64>,
+    /// Other nodes gossip sees alive.
+    alive: std::collections::BTreeSet<u64>,
+    /// Whether gossip has reported at all (a cluster of one without gossip never does).
+    liveness_known: bool,
+    /// When the metadata leader last re-placed dead nodes' replicas.
+    last_replacement: Option<Instant>,
 }
 
 /// The transport and its inbound messages, for a node in a cluster.
@@ -436,9 +458,12 @@ impl Driver {
             self.expire_producers();
             self.track_followers();
             self.balance_leaders();
+            self.place_replicas();
+            self.change_membership();
             self.expire_forwarded();
             self.report_metrics();
         }
+        self.prepare_snapshots()?;
         if self.reconcile_due {
             self.reconcile();
         }
@@ -487,12 +512,17 @@ impl Driver {
             );
             return;
         }
-        let Some(s) = self.shard_mut(m.shard_id) else {
+        if self.shard_ref(m.shard_id).is_none()
+            && !self.create_replica(m.shard_id, msg.get_msg_type())
+        {
             tracing::debug!(
                 from,
                 shard = m.shard_id,
                 "raft message for a shard this node does not hold"
             );
+            return;
+        }
+        let Some(s) = self.shard_mut(m.shard_id) else {
             return;
         };
         if let Err(e) = s.raw.step(msg) {
@@ -540,6 +570,11 @@ impl Driver {
             }
             DriverMsg::HandOff { deadline, tx } => {
                 self.hand_off = Some((deadline, tx));
+            }
+            DriverMsg::Liveness { alive, dead } => {
+                self.alive = alive.into_iter().collect();
+                self.dead = dead.into_iter().collect();
+                self.liveness_known = true;
             }
             DriverMsg::Shutdown { .. } => {}
         }

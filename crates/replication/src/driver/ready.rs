@@ -22,16 +22,21 @@ impl Driver {
         let mut persist = self.store.batch();
         let mut readies = Vec::new();
         let mut outbox = Outbox::default();
-        for (i, s) in self.shards.iter_mut().enumerate() {
-            if !s.raw.has_ready() {
+        let mut installed = Vec::new();
+        let mut installed_slots = Vec::new();
+        for i in 0..self.shards.len() {
+            if !self.shards[i].raw.has_ready() {
                 continue;
             }
-            let mut rd = s.raw.ready();
-            outbox.push(s.id, rd.take_messages());
+            let mut rd = self.shards[i].raw.ready();
+            outbox.push(self.shards[i].id, rd.take_messages());
             if !rd.snapshot().is_empty() {
-                // Jet's shards never make snapshots (see ShardLog::snapshot), so none can come.
-                tracing::error!(shard = s.id, "ignoring a raft snapshot");
+                // A new replica's first state (see snapshot.rs), before any entry after it.
+                let image = self.install_snapshot(i, rd.snapshot(), &mut persist)?;
+                installed.push((self.shards[i].id, image));
+                installed_slots.push(i);
             }
+            let s = &mut self.shards[i];
             let committed = rd.take_committed_entries();
             if !rd.entries().is_empty() {
                 if s.raw.store().conflicts(rd.entries()) {
@@ -58,6 +63,9 @@ impl Driver {
             self.store.write(persist, self.config.fsync)?;
             telemetry::persisted(entries, started.elapsed());
         }
+        for (id, image) in installed {
+            self.adopt_snapshot(id, &image)?;
+        }
         for (i, rd, _) in &mut readies {
             outbox.push(self.shards[*i].id, rd.take_persisted_messages());
         }
@@ -68,6 +76,10 @@ impl Driver {
         let mut answers = Vec::new();
         for (i, rd, committed) in readies {
             let mut light = self.shards[i].raw.advance(rd);
+            if installed_slots.contains(&i) {
+                let at = self.shards[i].applied;
+                self.shards[i].raw.advance_apply_to(at);
+            }
             outbox.push(self.shards[i].id, light.take_messages());
             if let Some(commit) = light.commit_index() {
                 self.shards[i].raw.mut_store().set_commit(commit);
@@ -81,6 +93,13 @@ impl Driver {
             let hs = self.shards[i].raw.store().hard_state().clone();
             turn.applied.insert(id, (self.shards[i].applied, hs));
             for e in &entries {
+                if matches!(
+                    e.get_entry_type(),
+                    raft::eraftpb::EntryType::EntryConfChange
+                        | raft::eraftpb::EntryType::EntryConfChangeV2
+                ) {
+                    self.apply_conf_change(i, e, &mut turn.wb)?;
+                }
                 let applied = match self.machine.apply_entry(id, e, &mut turn) {
                     Applied::ForwardedMeta {
                         origin,
@@ -131,6 +150,18 @@ impl Driver {
         for (peer, shard) in dropped {
             if let Some(s) = self.shard_mut(shard) {
                 s.raw.report_unreachable(peer);
+                // A lost snapshot leaves the peer's progress waiting for it; failing it makes
+                // raft-rs probe, and ask for a snapshot again.
+                let snapshotting = s
+                    .raw
+                    .raft
+                    .prs()
+                    .get(peer)
+                    .is_some_and(|pr| pr.state == raft::ProgressState::Snapshot);
+                if snapshotting {
+                    tracing::warn!(shard, peer, "a snapshot could not be sent; retrying");
+                    s.raw.report_snapshot(peer, raft::SnapshotStatus::Failure);
+                }
             }
         }
     }
@@ -253,8 +284,12 @@ impl Driver {
                 continue;
             }
             let mut to = s.applied;
-            for (_, pr) in s.raw.raft.prs().iter() {
-                to = to.min(pr.matched);
+            for (id, pr) in s.raw.raft.prs().iter() {
+                // Nodes gone for --node-dead-after do not hold the log back: a returning one
+                // gets a snapshot.
+                if !self.dead.contains(id) {
+                    to = to.min(pr.matched);
+                }
             }
             floor.push((i, to));
         }

@@ -108,7 +108,7 @@ impl Driver {
         let mut slots = vec![None; config.data_shards as usize + 1];
         // Shards are only ever created with the cluster: a data directory that holds the
         // metadata shard never bootstraps another (its members were fixed when it was made).
-        let mut new_cluster = true;
+        let mut new_cluster = !config.join;
         for id in 0..=config.data_shards {
             let (log, fresh, preferred) = match store.load_shard(id)? {
                 Some(found) => {
@@ -147,31 +147,16 @@ impl Driver {
                     )
                 }
             };
-            let applied = log.applied();
-            let applied_term = raft::Storage::term(&log, applied).unwrap_or(0);
-            let raft_config = raft::Config {
-                id: me,
-                election_tick: config.election_ticks.0,
-                min_election_tick: config.election_ticks.0,
-                max_election_tick: config.election_ticks.1,
-                heartbeat_tick: 3,
-                applied,
-                max_size_per_msg: 1 << 20,
-                max_inflight_msgs: 256,
-                pre_vote: true,
-                // A leader cut off from a majority steps down after an election timeout, so a
-                // partitioned node stops claiming partitions.
-                check_quorum: true,
-                ..Default::default()
-            };
-            let mut raw = RawNode::new(&raft_config, log, &raft_logger())
-                .map_err(|e| Error::Storage(format!("shard {id}: {e}")))?;
+            let raw = new_raw_node(&config, id, log)?;
             let voters = &raw.store().conf_state().voters;
             let alone = voters.len() == 1 && voters[0] == me;
+            let mut shard = new_shard(id, raw, now);
             if alone || (fresh && preferred == Some(me)) {
                 // The only voter need not wait an election timeout to lead; in a new cluster the
                 // preferred leader stands first, so leaders start spread out.
-                raw.campaign()
+                shard
+                    .raw
+                    .campaign()
                     .map_err(|e| Error::Storage(format!("shard {id}: {e}")))?;
             }
             if let Some(status) = shared.shards.get(id as usize) {
@@ -180,20 +165,7 @@ impl Driver {
                     .store(true, std::sync::atomic::Ordering::Release);
             }
             slots[id as usize] = Some(shards.len());
-            shards.push(Shard {
-                id,
-                raw,
-                applied,
-                applied_term,
-                leader_since: None,
-                caught_up: HashMap::new(),
-                last_transfer: None,
-                prev_last: (0, now),
-                truncate_proposed: 0,
-                last_truncate_proposal: now,
-                pending: BTreeMap::new(),
-                queued: Vec::new(),
-            });
+            shards.push(shard);
         }
         if !boot.is_empty() {
             store.write(boot, true)?;
@@ -224,6 +196,58 @@ impl Driver {
             next_producer_expiry: now,
             next_metrics: now,
             leadership_reported: false,
+            dead: Default::default(),
+            alive: Default::default(),
+            liveness_known: false,
+            last_replacement: None,
         })
+    }
+}
+
+/// raft-rs's node for shard `id` over `log`, with Jet's Raft settings.
+pub(super) fn new_raw_node(
+    config: &NodeConfig,
+    id: u64,
+    log: ShardLog,
+) -> Result<RawNode<ShardLog>, Error> {
+    let applied = log.applied();
+    let raft_config = raft::Config {
+        id: config.node_id,
+        election_tick: config.election_ticks.0,
+        min_election_tick: config.election_ticks.0,
+        max_election_tick: config.election_ticks.1,
+        heartbeat_tick: 3,
+        applied,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        pre_vote: true,
+        // A leader cut off from a majority steps down after an election timeout, so a
+        // partitioned node stops claiming partitions.
+        check_quorum: true,
+        ..Default::default()
+    };
+    RawNode::new(&raft_config, log, &raft_logger())
+        .map_err(|e| Error::Storage(format!("shard {id}: {e}")))
+}
+
+/// The driver's record of a local replica.
+pub(super) fn new_shard(id: u64, raw: RawNode<ShardLog>, now: std::time::Instant) -> Shard {
+    let applied = raw.store().applied();
+    let applied_term = raft::Storage::term(raw.store(), applied).unwrap_or(0);
+    Shard {
+        id,
+        raw,
+        applied,
+        applied_term,
+        leader_since: None,
+        caught_up: HashMap::new(),
+        last_transfer: None,
+        prev_last: (0, now),
+        truncate_proposed: 0,
+        last_truncate_proposal: now,
+        pending: BTreeMap::new(),
+        queued: Vec::new(),
+        prepared_at: None,
+        last_conf_change: None,
     }
 }

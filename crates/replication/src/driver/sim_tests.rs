@@ -32,13 +32,13 @@ use crate::node::{AppendOutcome, NodeConfig, Shared};
 use crate::Error;
 
 const NODES: [u64; 3] = [1, 2, 3];
-const TICK_MS: u64 = 100;
+pub(super) const TICK_MS: u64 = 100;
 
 /// SplitMix64: tiny, seedable, good enough to drive a schedule.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -46,22 +46,22 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }
 
-struct Envelope {
-    from: u64,
-    to: u64,
-    shard: u64,
-    msg: Message,
+pub(super) struct Envelope {
+    pub(super) from: u64,
+    pub(super) to: u64,
+    pub(super) shard: u64,
+    pub(super) msg: Message,
 }
 
 /// The simulated network: every frame lands in one queue, delivered (or not) by the schedule.
-struct SimNet {
-    from: u64,
-    queue: Arc<Mutex<Vec<Envelope>>>,
+pub(super) struct SimNet {
+    pub(super) from: u64,
+    pub(super) queue: Arc<Mutex<Vec<Envelope>>>,
 }
 
 impl PeerSink for SimNet {
@@ -414,7 +414,7 @@ impl Sim {
 
 impl Driver {
     /// A crash: waiters are dropped, nothing more is written.
-    fn fail_all_for_sim(mut self) {
+    pub(super) fn fail_all_for_sim(mut self) {
         self.fail_all(Error::ShuttingDown);
     }
 }

@@ -51,6 +51,10 @@ pub struct NodeConfig {
     pub members: Vec<u64>,
     /// Replicas per data shard of a new cluster (capped by the node count).
     pub replication_factor: u64,
+    /// This node joins a running cluster (`--seeds` without `--bootstrap-expect`): it never
+    /// makes shards of its own; the metadata leader admits it and its replicas arrive as
+    /// snapshots.
+    pub join: bool,
     /// A follower counts as in sync while it caught up with the leader's log within this long
     /// (Kafka's `replica.lag.time.max.ms`).
     pub replica_lag_time_max: Duration,
@@ -81,6 +85,7 @@ impl NodeConfig {
             tail_cache_partition_bytes: 2 << 20,
             store: StoreOptions::default(),
             members: Vec::new(),
+            join: false,
             replication_factor: 3,
             replica_lag_time_max: Duration::from_secs(30),
         }

@@ -6,6 +6,7 @@
 //! Gossip is eventually consistent, so everything here is a hint that clients refresh on their
 //! next Metadata request, as they do with Kafka.
 
+use crate::driver::DriverMsg;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -50,12 +51,30 @@ pub struct Directory {
     pub leaders: BTreeMap<u64, (u64, u64)>,
     /// Shard → in-sync replicas, as each leader publishes them.
     pub isr: BTreeMap<u64, Vec<u64>>,
+    /// Nodes gossip has not heard from for `--node-dead-after`: the metadata leader re-places
+    /// their replicas.
+    pub dead: Vec<u64>,
+    /// Other nodes gossip sees alive (ready or not: a joining node is not ready until it is
+    /// admitted).
+    pub alive: Vec<u64>,
 }
 
 impl Node {
     /// Replaces what gossip says about the other nodes.
     pub fn set_directory(&self, directory: Directory) {
-        *self.directory.write().expect("directory lock") = Arc::new(directory);
+        let mut current = self.directory.write().expect("directory lock");
+        let first = !self.liveness_sent.swap(true, Ordering::AcqRel);
+        if first || current.dead != directory.dead || current.alive != directory.alive {
+            // The driver keeps its own copy; if its queue is full, the next view retries.
+            let msg = DriverMsg::Liveness {
+                alive: directory.alive.clone(),
+                dead: directory.dead.clone(),
+            };
+            if self.tx.try_send(msg).is_err() {
+                self.liveness_sent.store(false, Ordering::Release);
+            }
+        }
+        *current = Arc::new(directory);
     }
 
     /// What gossip last said about the other nodes.

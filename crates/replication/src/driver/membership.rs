@@ -1,0 +1,302 @@
+//! Replica changes: how a shard's Raft configuration follows the replicas the metadata names.
+//!
+//! - **Deciding.** The metadata leader learns from gossip which nodes are alive and which have
+//!   been gone for `--node-dead-after` ([`DriverMsg::Liveness`](super::DriverMsg)). It admits
+//!   nodes that joined ([`MetaCommand::AddMember`]), computes where replicas should be
+//!   ([`crate::placement::target_placement`]: dead nodes' replicas re-placed, shards grown to
+//!   the replication factor, load spread to new nodes) and proposes the new replica sets
+//!   ([`MetaCommand::SetShardReplicas`]): decisions are entries, so every replica of the
+//!   metadata applies the same ones, and no clock takes part in consensus.
+//! - **Moving.** Each shard's leader compares its configuration with the metadata's replicas
+//!   and makes one single-step change at a time: add a missing replica as a learner (it gets a
+//!   snapshot, see [`super::snapshot`]); promote a learner once it holds every committed entry;
+//!   then remove a voter the metadata no longer names (handing leadership away first if that
+//!   voter is itself). Single steps keep every intermediate configuration's majority
+//!   overlapping the previous one's, with no joint consensus to leave.
+//! - **A new replica** is created on a node when the shard's leader first writes to it and the
+//!   metadata names the node ([`Driver::create_replica`]).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use jet_storage::ShardLog;
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, MessageType};
+use raft::{ProgressState, StateRole};
+
+use super::restore::{new_raw_node, new_shard};
+use super::{Driver, Waiters, METADATA_SHARD};
+use crate::command::Command;
+use crate::metadata::MetaCommand;
+use crate::Error;
+
+/// Least time between two configuration changes a leader proposes for one shard, and between
+/// two re-placements the metadata leader proposes.
+const CHANGE_EVERY: Duration = Duration::from_secs(1);
+
+impl Driver {
+    /// The metadata leader admits nodes that joined through gossip and proposes where
+    /// replicas should be ([`crate::placement::target_placement`]): dead nodes' replicas
+    /// re-placed, shards grown to the replication factor, load spread over the live nodes.
+    pub(super) fn place_replicas(&mut self) {
+        let now = self.clock.now();
+        if self
+            .last_replacement
+            .is_some_and(|t| now.duration_since(t) < CHANGE_EVERY * 3)
+        {
+            return;
+        }
+        let Some(meta) = self.shard_ref(METADATA_SHARD) else {
+            return;
+        };
+        if meta.raw.raft.state != StateRole::Leader || meta.applied_term != meta.raw.raft.term {
+            return;
+        }
+        let md = &self.machine.metadata;
+        if md.members.is_empty() || md.data_shards == 0 || !self.liveness_known {
+            return;
+        }
+        let joining: Vec<u64> = self
+            .alive
+            .iter()
+            .copied()
+            .filter(|n| !md.members.contains(n) && !self.dead.contains(n))
+            .collect();
+        let dead: Vec<u64> = self.dead.iter().copied().collect();
+        let moves = crate::placement::target_placement(
+            &md.shard_replicas,
+            &md.members,
+            &dead,
+            md.replication_factor,
+        );
+        if joining.is_empty() && moves.is_empty() {
+            return;
+        }
+        self.last_replacement = Some(now);
+        for node in joining {
+            tracing::info!(node, "admitting a node that joined the cluster");
+            let data = Command::Meta(MetaCommand::AddMember { node }).encode();
+            self.propose(METADATA_SHARD, data, Waiters::Nobody);
+        }
+        for (shard, replicas) in moves {
+            tracing::info!(shard, ?replicas, dead = ?dead, "placing the shard's replicas");
+            let data = Command::Meta(MetaCommand::SetShardReplicas { shard, replicas }).encode();
+            self.propose(METADATA_SHARD, data, Waiters::Nobody);
+        }
+    }
+
+    /// Each led shard takes one step toward the replicas the metadata names.
+    pub(super) fn change_membership(&mut self) {
+        let me = self.config.node_id;
+        let now = self.clock.now();
+        let mut truncations = Vec::new();
+        for s in &mut self.shards {
+            let raft = &s.raw.raft;
+            if raft.state != StateRole::Leader
+                || s.applied_term != raft.term
+                || raft.has_pending_conf()
+                || raft.pending_conf_index > s.applied
+                || raft.lead_transferee.is_some()
+                || s.last_conf_change
+                    .is_some_and(|t| now.duration_since(t) < CHANGE_EVERY)
+            {
+                continue;
+            }
+            let Some(desired) = self.machine.metadata.shard_replicas.get(&s.id) else {
+                continue;
+            };
+            let cs: ConfState = s.raw.store().conf_state().clone();
+            if !cs.voters_outgoing.is_empty() {
+                continue;
+            }
+            let voters: BTreeSet<u64> = cs.voters.iter().copied().collect();
+            let learners: BTreeSet<u64> = cs.learners.iter().copied().collect();
+            // The metadata shard also has every other live member as a learner.
+            let members = &self.machine.metadata.members;
+            let learner_wanted = (s.id == METADATA_SHARD)
+                .then(|| {
+                    members.iter().copied().find(|m| {
+                        !voters.contains(m) && !learners.contains(m) && !self.dead.contains(m)
+                    })
+                })
+                .flatten();
+            let missing = desired
+                .iter()
+                .copied()
+                .find(|n| !voters.contains(n) && !learners.contains(n))
+                .or(learner_wanted);
+            let step = if let Some(new) = missing {
+                // A new replica must start from a snapshot: it has no configuration, and the
+                // shard's first configuration is not in the log. Entry 1 (the first leader's
+                // empty entry) being gone makes raft-rs send one.
+                if s.raw.store().truncated().0 == 0 {
+                    truncations.push(s.id);
+                    continue;
+                }
+                Some((ConfChangeType::AddLearnerNode, new))
+            } else if let Some(&ready) = desired.iter().find(|n| {
+                learners.contains(n)
+                    && raft.prs().get(**n).is_some_and(|pr| {
+                        // Not Replicate: an idle shard leaves a learner that installed its
+                        // snapshot in Probe until the next entry.
+                        pr.state != ProgressState::Snapshot
+                            && pr.recent_active
+                            && pr.matched >= raft.raft_log.committed
+                    })
+            }) {
+                Some((ConfChangeType::AddNode, ready))
+            } else if desired.iter().all(|n| voters.contains(n)) {
+                match voters.iter().find(|v| !desired.contains(v)) {
+                    Some(&old) if old == me => {
+                        // A leader does not remove itself: it hands the shard to the most
+                        // caught-up voter that stays, which then removes this node.
+                        let to = desired
+                            .iter()
+                            .filter_map(|n| raft.prs().get(*n).map(|pr| (pr.matched, *n)))
+                            .max()
+                            .map(|(_, n)| n);
+                        if let Some(to) = to {
+                            tracing::info!(shard = s.id, to, "leaving the shard: handing it over");
+                            s.last_conf_change = Some(now);
+                            s.raw.transfer_leader(to);
+                        }
+                        None
+                    }
+                    Some(&old) => Some((ConfChangeType::RemoveNode, old)),
+                    None => learners
+                        .iter()
+                        .find(|l| {
+                            !desired.contains(l) && !self.machine.metadata.members.contains(l)
+                        })
+                        .map(|&l| (ConfChangeType::RemoveNode, l))
+                        .or_else(|| {
+                            // Data shards have no learners beyond the replicas being added.
+                            (s.id != METADATA_SHARD)
+                                .then(|| learners.iter().find(|l| !desired.contains(l)).copied())
+                                .flatten()
+                                .map(|l| (ConfChangeType::RemoveNode, l))
+                        }),
+                }
+            } else {
+                None
+            };
+            let Some((kind, node)) = step else {
+                continue;
+            };
+            let cc = ConfChange {
+                change_type: kind,
+                node_id: node,
+                ..Default::default()
+            };
+            tracing::info!(shard = s.id, node, change = ?kind, "changing the shard's replicas");
+            s.last_conf_change = Some(now);
+            if let Err(e) = s.raw.propose_conf_change(Vec::new(), cc) {
+                tracing::warn!(shard = s.id, error = %e, "configuration change refused");
+            }
+        }
+        for id in truncations {
+            self.truncate_for_new_replica(id);
+        }
+    }
+
+    /// Proposes deleting the shard's entries up to what every replica holds and no partition
+    /// needs (at least entry 1), whatever the usual batching threshold says.
+    fn truncate_for_new_replica(&mut self, id: u64) {
+        let Some(s) = self.shard_ref(id) else { return };
+        let mut to = s.applied;
+        for (id, pr) in s.raw.raft.prs().iter() {
+            // A dead replica does not hold the log back: if it returns, it gets a snapshot.
+            if !self.dead.contains(id) {
+                to = to.min(pr.matched);
+            }
+        }
+        for part in self.machine.parts.values() {
+            let st = &part.state;
+            if st.shard == id && st.first_raft_index > 0 {
+                to = to.min(st.first_raft_index - 1);
+            }
+        }
+        if to == 0 || to <= s.truncate_proposed {
+            return;
+        }
+        let now = self.clock.now();
+        if let Some(s) = self.shard_mut(id) {
+            s.truncate_proposed = to;
+            s.last_truncate_proposal = now;
+            s.last_conf_change = Some(now);
+        }
+        let data = Command::TruncateLog { up_to: to }.encode();
+        self.propose(id, data, Waiters::Nobody);
+    }
+
+    /// A leader wrote to a shard this node holds no replica of: when the metadata names this
+    /// node as one of its replicas, an empty replica is made to receive the snapshot.
+    pub(super) fn create_replica(&mut self, shard: u64, kind: MessageType) -> bool {
+        let me = self.config.node_id;
+        let wanted = matches!(
+            kind,
+            MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+        );
+        let md = &self.machine.metadata;
+        // A node that joins knows nothing yet: the metadata shard's leader is the first to
+        // write to it (the peer transport already checked the cluster id).
+        let named = md
+            .shard_replicas
+            .get(&shard)
+            .is_some_and(|r| r.contains(&me))
+            || (shard == METADATA_SHARD && (md.members.contains(&me) || md.data_shards == 0));
+        if !wanted || !named || shard > self.machine.metadata.data_shards {
+            return false;
+        }
+        let Some(status) = self.shared.shards.get(shard as usize) else {
+            return false;
+        };
+        let log = ShardLog::bootstrap(self.store.clone(), shard, ConfState::default());
+        let raw = match new_raw_node(&self.config, shard, log) {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::warn!(shard, error = %e, "cannot create a replica");
+                return false;
+            }
+        };
+        tracing::info!(shard, "creating a replica of the shard on this node");
+        status
+            .local
+            .store(true, std::sync::atomic::Ordering::Release);
+        if self.slots.len() <= shard as usize {
+            self.slots.resize(shard as usize + 1, None);
+        }
+        self.slots[shard as usize] = Some(self.shards.len());
+        let now = self.clock.now();
+        self.shards.push(new_shard(shard, raw, now));
+        true
+    }
+
+    /// Applies a committed configuration change of shard slot `i`; the new configuration is
+    /// written with the turn's applies.
+    pub(super) fn apply_conf_change(
+        &mut self,
+        i: usize,
+        e: &raft::eraftpb::Entry,
+        wb: &mut jet_storage::Batch,
+    ) -> Result<(), Error> {
+        use protobuf::Message as _;
+        let s = &mut self.shards[i];
+        let applied = match e.get_entry_type() {
+            raft::eraftpb::EntryType::EntryConfChange => {
+                let cc = ConfChange::parse_from_bytes(&e.data)
+                    .map_err(|err| Error::Storage(format!("conf change: {err}")))?;
+                s.raw.apply_conf_change(&cc)
+            }
+            _ => {
+                let cc = raft::eraftpb::ConfChangeV2::parse_from_bytes(&e.data)
+                    .map_err(|err| Error::Storage(format!("conf change: {err}")))?;
+                s.raw.apply_conf_change(&cc)
+            }
+        };
+        let cs = applied.map_err(|err| Error::Storage(format!("shard {}: {err}", s.id)))?;
+        tracing::info!(shard = s.id, voters = ?cs.voters, learners = ?cs.learners, "shard configuration changed");
+        wb.put_conf_state(s.id, &cs)?;
+        s.raw.mut_store().set_conf_state(cs);
+        Ok(())
+    }
+}

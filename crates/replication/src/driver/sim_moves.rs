@@ -1,0 +1,396 @@
+//! Deterministic simulation of a node loss: four [`Driver`]s on real RocksDB over the in-memory
+//! network of `sim_tests`, replication factor 3. After data is written, node 3 stops for good
+//! and every driver is told it is dead. The metadata leader re-places its replicas, the shard
+//! leaders add the new replicas as learners (seeded by a snapshot that carries the batches),
+//! promote them and remove node 3. Checked at the end: no shard names or holds node 3 as a
+//! voter, every shard has 3 voters, every replica of a shard holds byte-identical rows, and
+//! every acknowledged record is readable on every replica of its partition, the new ones
+//! included. Delivery order and tick order come from the seed (`JET_SIM_SEED` replays one).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use jet_cluster::Inbound;
+use jet_storage::{Store, TopicPartition};
+use tokio::sync::{oneshot, Semaphore};
+
+use super::network::{PeerSink, RaftMessage};
+use super::sim_tests::{Envelope, Rng, SimNet, TICK_MS};
+use super::{AppendReply, Clock, Driver, DriverMsg};
+use crate::command::AppendItem;
+use crate::metadata::{MetaCommand, MetaEffect};
+use crate::node::{AppendOutcome, NodeConfig, Shared};
+use crate::Error;
+
+const NODES: [u64; 4] = [1, 2, 3, 4];
+const LOST: u64 = 3;
+const RECORDS: usize = 40;
+
+type Ack = (
+    oneshot::Receiver<Result<AppendOutcome, Error>>,
+    TopicPartition,
+    Vec<u8>,
+);
+
+struct Moves {
+    rng: Rng,
+    base: Instant,
+    ms: Arc<AtomicU64>,
+    queue: Arc<Mutex<Vec<Envelope>>>,
+    dirs: Vec<PathBuf>,
+    drivers: Vec<Option<Driver>>,
+    budget: Arc<Semaphore>,
+    seed: u64,
+}
+
+impl Moves {
+    fn new(root: &Path, seed: u64) -> Moves {
+        let mut m = Moves {
+            rng: Rng(seed),
+            base: Instant::now(),
+            ms: Arc::new(AtomicU64::new(0)),
+            queue: Arc::new(Mutex::new(Vec::new())),
+            dirs: NODES
+                .iter()
+                .map(|n| root.join(format!("node-{n}")))
+                .collect(),
+            drivers: NODES.iter().map(|_| None).collect(),
+            budget: Arc::new(Semaphore::new(1 << 30)),
+            seed,
+        };
+        for (i, node) in NODES.iter().enumerate() {
+            let mut config = NodeConfig::new(m.dirs[i].clone());
+            config.node_id = *node;
+            config.data_shards = 3;
+            config.members = NODES.to_vec();
+            config.replication_factor = 3;
+            config.fsync = false;
+            config.election_ticks = (10, 11);
+            config.raft_log_gc_entries = 4;
+            config.tick = Duration::from_millis(TICK_MS);
+            let store = Store::open(&m.dirs[i], &config.store).unwrap();
+            let shared = Shared::new(&config);
+            let net: Arc<dyn PeerSink> = Arc::new(SimNet {
+                from: *node,
+                queue: m.queue.clone(),
+            });
+            let clock = Clock::Sim {
+                base: m.base,
+                ms: m.ms.clone(),
+            };
+            m.drivers[i] = Some(Driver::open(config, store, shared, Some(net), clock).unwrap());
+        }
+        m
+    }
+
+    /// Delivers every queued message (in a seeded order), lets one node tick, runs a turn on
+    /// every running node.
+    fn step(&mut self) {
+        loop {
+            let env = {
+                let mut q = self.queue.lock().unwrap();
+                if q.is_empty() {
+                    break;
+                }
+                let k = self.rng.below(q.len() as u64) as usize;
+                q.swap_remove(k)
+            };
+            let Some(i) = NODES.iter().position(|n| *n == env.to) else {
+                continue;
+            };
+            if let Some(d) = self.drivers[i].as_mut() {
+                d.step(Inbound {
+                    from_node: env.from,
+                    shard_id: env.shard,
+                    message: RaftMessage(env.msg),
+                });
+            }
+        }
+        self.ms.fetch_add(TICK_MS / 4, Ordering::AcqRel);
+        let tick = self.rng.below(NODES.len() as u64) as usize;
+        for i in 0..NODES.len() {
+            if let Some(d) = self.drivers[i].as_mut() {
+                d.turn(i == tick).unwrap();
+            }
+        }
+    }
+
+    fn run_until(&mut self, what: &str, max_steps: usize, done: impl Fn(&Moves) -> bool) {
+        for _ in 0..max_steps {
+            self.step();
+            if done(self) {
+                return;
+            }
+        }
+        panic!(
+            "seed {}: {what} did not happen in {max_steps} steps\n{}",
+            self.seed,
+            self.describe()
+        );
+    }
+
+    fn describe(&self) -> String {
+        let mut out = Vec::new();
+        for d in self.live() {
+            out.push(format!(
+                "node {}: replicas {:?} members {:?}",
+                d.config.node_id, d.machine.metadata.shard_replicas, d.machine.metadata.members
+            ));
+            for s in &d.shards {
+                let cs = s.raw.store().conf_state();
+                out.push(format!(
+                    "  shard {}: {:?} t{} lead {} c{} a{} voters {:?} learners {:?} truncated {:?} prs {:?}",
+                    s.id,
+                    s.raw.raft.state,
+                    s.raw.raft.term,
+                    s.raw.raft.leader_id,
+                    s.raw.raft.raft_log.committed,
+                    s.applied,
+                    cs.voters,
+                    cs.learners,
+                    s.raw.store().truncated(),
+                    s.raw
+                        .raft
+                        .prs()
+                        .iter()
+                        .map(|(id, pr)| (*id, pr.matched, format!("{:?}", pr.state)))
+                        .collect::<Vec<_>>()
+                ));
+            }
+        }
+        out.join("\n")
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Driver> {
+        self.drivers.iter().flatten()
+    }
+}
+
+fn serving_leader(d: &Driver, shard: u64) -> bool {
+    d.shard_ref(shard).is_some_and(|s| {
+        s.raw.raft.state == raft::StateRole::Leader && s.applied_term == s.raw.raft.term
+    })
+}
+
+fn run_seed(seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Moves::new(dir.path(), seed);
+    m.run_until("a metadata leader", 4_000, |m| {
+        m.live()
+            .any(|d| serving_leader(d, 0) && d.machine.metadata.data_shards > 0)
+    });
+    let leader = m.live().position(|d| serving_leader(d, 0)).unwrap();
+    let (tx, _rx) = oneshot::channel::<Result<MetaEffect, Error>>();
+    m.drivers[leader].as_mut().unwrap().take(DriverMsg::Meta {
+        cmd: MetaCommand::CreateTopic {
+            name: "moves".into(),
+            id: uuid::Uuid::from_u64_pair(seed, 7),
+            partitions: 3,
+            replication_factor: 3,
+            configs: BTreeMap::new(),
+        },
+        tx,
+    });
+    m.run_until("the topic's partitions", 4_000, |m| {
+        m.live().all(|d| {
+            d.machine.metadata.topic("moves").is_some_and(|t| {
+                t.partitions.iter().enumerate().all(|(p, pm)| {
+                    !d.machine.metadata.shard_replicas[&pm.shard].contains(&d.config.node_id)
+                        || d.machine
+                            .parts
+                            .contains_key(&TopicPartition::new(t.id, p as i32))
+                })
+            })
+        })
+    });
+
+    // Appends through each partition's shard leader, all acknowledged.
+    let mut acks: Vec<Ack> = Vec::new();
+    for n in 0..RECORDS {
+        let topic = m
+            .live()
+            .next()
+            .unwrap()
+            .machine
+            .metadata
+            .topic("moves")
+            .cloned()
+            .unwrap();
+        let p = n % 3;
+        let shard = topic.partitions[p].shard;
+        let tp = TopicPartition::new(topic.id, p as i32);
+        m.run_until("a shard leader", 4_000, |m| {
+            m.live().any(|d| serving_leader(d, shard))
+        });
+        let i = m
+            .drivers
+            .iter()
+            .position(|d| d.as_ref().is_some_and(|d| serving_leader(d, shard)))
+            .unwrap();
+        let payload = format!("seed-{seed}-record-{n}").into_bytes();
+        let batch = Bytes::from(jet_protocol::batch::build_uncompressed(
+            1_700_000_000_000,
+            (-1, -1, -1),
+            1,
+            &payload,
+        ));
+        let (tx, rx) = oneshot::channel();
+        let reply = AppendReply {
+            tx,
+            budget: m.budget.clone().try_acquire_many_owned(1).unwrap(),
+        };
+        m.drivers[i].as_mut().unwrap().take(DriverMsg::Append {
+            shard,
+            item: AppendItem::new(tp, batch),
+            tx: reply,
+        });
+        acks.push((rx, tp, payload));
+        m.step();
+    }
+    let mut acknowledged = Vec::new();
+    for _ in 0..4_000 {
+        m.step();
+        acks.retain_mut(|(rx, tp, payload)| match rx.try_recv() {
+            Ok(Ok(o)) => {
+                acknowledged.push((*tp, o.base_offset, payload.clone()));
+                false
+            }
+            Ok(Err(e)) => panic!("seed {seed}: append failed: {e}"),
+            Err(_) => true,
+        });
+        if acks.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        acknowledged.len(),
+        RECORDS,
+        "seed {seed}: appends not acknowledged"
+    );
+
+    let placed_before = m
+        .live()
+        .next()
+        .unwrap()
+        .machine
+        .metadata
+        .shard_replicas
+        .clone();
+    // Node 3 is lost for good; gossip tells every other node it is dead.
+    let lost = NODES.iter().position(|n| *n == LOST).unwrap();
+    m.drivers[lost].take().unwrap().fail_all_for_sim();
+    for d in m.drivers.iter_mut().flatten() {
+        let alive = NODES
+            .iter()
+            .copied()
+            .filter(|n| *n != LOST && *n != d.config.node_id)
+            .collect();
+        d.take(DriverMsg::Liveness {
+            alive,
+            dead: vec![LOST],
+        });
+    }
+    m.run_until("re-placement and the new configurations", 40_000, |m| {
+        m.live().all(|d| {
+            let md = &d.machine.metadata;
+            md.shard_replicas
+                .values()
+                .all(|r| !r.contains(&LOST) && r.len() == 3)
+                && md.shard_replicas.iter().all(|(shard, r)| {
+                    // Every named replica holds the shard with the same voters, and applied
+                    // as far as the others.
+                    r.iter().all(|n| {
+                        let Some(holder) = m.live().find(|h| h.config.node_id == *n) else {
+                            return false;
+                        };
+                        holder.shard_ref(*shard).is_some_and(|s| {
+                            let mut v = s.raw.store().conf_state().voters.clone();
+                            v.sort_unstable();
+                            let mut want = r.clone();
+                            want.sort_unstable();
+                            v == want && s.raw.raft.raft_log.committed == s.applied
+                        })
+                    })
+                })
+        }) && m.queue.lock().unwrap().is_empty()
+    });
+    // Settle: every replica of a shard applied the same index.
+    m.run_until("replicas applying alike", 4_000, |m| {
+        let md = &m.live().next().unwrap().machine.metadata;
+        md.shard_replicas.iter().all(|(shard, r)| {
+            let applied: Vec<u64> = r
+                .iter()
+                .filter_map(|n| m.live().find(|h| h.config.node_id == *n))
+                .filter_map(|h| h.shard_ref(*shard).map(|s| s.applied))
+                .collect();
+            applied.len() == r.len() && applied.iter().all(|a| *a == applied[0])
+        })
+    });
+
+    let md = m.live().next().unwrap().machine.metadata.clone();
+    let mut moved = 0;
+    for (shard, replicas) in &md.shard_replicas {
+        let holders: Vec<&Driver> = replicas
+            .iter()
+            .map(|n| m.live().find(|h| h.config.node_id == *n).unwrap())
+            .collect();
+        let rows: Vec<_> = holders
+            .iter()
+            .map(|h| h.machine.shard_rows(*shard).unwrap())
+            .collect();
+        for (h, r) in holders.iter().zip(&rows).skip(1) {
+            assert!(
+                r == &rows[0],
+                "seed {seed}: node {} holds shard {shard} differently from node {}",
+                h.config.node_id,
+                holders[0].config.node_id
+            );
+        }
+        if *shard != 0 && placed_before[shard].contains(&LOST) {
+            moved += 1;
+        }
+    }
+    assert!(
+        moved > 0,
+        "seed {seed}: node {LOST} held no data shard, the test tested nothing"
+    );
+    for (tp, offset, payload) in &acknowledged {
+        let shard = md.topics["moves"].partitions[tp.partition as usize].shard;
+        for n in &md.shard_replicas[&shard] {
+            let h = m.live().find(|h| h.config.node_id == *n).unwrap();
+            let e = h
+                .store
+                .index_at_or_before(tp, *offset)
+                .unwrap()
+                .unwrap_or_else(|| {
+                    panic!("seed {seed}: node {n} has no batch for {tp:?}@{offset}")
+                });
+            let batch = h.store.read_batch(&e).unwrap();
+            assert!(
+                batch
+                    .windows(payload.len())
+                    .any(|w| w == payload.as_slice()),
+                "seed {seed}: node {n} lost {tp:?}@{offset}"
+            );
+        }
+    }
+    eprintln!(
+        "seed {seed}: {} records, {moved} data shards moved off node {LOST}",
+        acknowledged.len()
+    );
+}
+
+#[test]
+fn sim_node_loss_re_places_replicas() {
+    let seeds: Vec<u64> = match std::env::var("JET_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("JET_SIM_SEED is a number")],
+        Err(_) => (1..=3).collect(),
+    };
+    for seed in seeds {
+        run_seed(seed);
+    }
+}
