@@ -32,6 +32,9 @@ use crate::Error;
 /// Least time between two configuration changes a leader proposes for one shard, and between
 /// two re-placements the metadata leader proposes.
 const CHANGE_EVERY: Duration = Duration::from_secs(1);
+/// A snapshot not acknowledged within this long is taken as lost (a connection that broke after
+/// the frame was queued says nothing), and raft-rs is told so: it probes and sends another.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Driver {
     /// The metadata leader admits nodes that joined through gossip and proposes where
@@ -88,6 +91,7 @@ impl Driver {
     pub(super) fn change_membership(&mut self) {
         let me = self.config.node_id;
         let now = self.clock.now();
+        self.expire_snapshots(now);
         let mut truncations = Vec::new();
         for s in &mut self.shards {
             let raft = &s.raw.raft;
@@ -195,6 +199,37 @@ impl Driver {
         }
         for id in truncations {
             self.truncate_for_new_replica(id);
+        }
+    }
+
+    /// Fails snapshots a peer has not acknowledged within [`SNAPSHOT_TIMEOUT`].
+    fn expire_snapshots(&mut self, now: std::time::Instant) {
+        for s in &mut self.shards {
+            if s.raw.raft.state != StateRole::Leader {
+                s.snapshotting.clear();
+                continue;
+            }
+            let sending: Vec<u64> = s
+                .raw
+                .raft
+                .prs()
+                .iter()
+                .filter(|(_, pr)| pr.state == ProgressState::Snapshot)
+                .map(|(id, _)| *id)
+                .collect();
+            s.snapshotting.retain(|id, _| sending.contains(id));
+            for id in sending {
+                let since = *s.snapshotting.entry(id).or_insert(now);
+                if now.duration_since(since) >= SNAPSHOT_TIMEOUT {
+                    tracing::warn!(
+                        shard = s.id,
+                        peer = id,
+                        "snapshot not acknowledged; sending another"
+                    );
+                    s.snapshotting.remove(&id);
+                    s.raw.report_snapshot(id, raft::SnapshotStatus::Failure);
+                }
+            }
         }
     }
 

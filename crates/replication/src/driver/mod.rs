@@ -222,6 +222,8 @@ struct Shard {
     prepared_at: Option<Instant>,
     /// When this leader last proposed a configuration change (one at a time, see membership).
     last_conf_change: Option<Instant>,
+    /// Peers this leader is sending a snapshot to, and since when.
+    snapshotting: HashMap<u64, Instant>,
 }
 
 struct Driver {

@@ -249,5 +249,6 @@ pub(super) fn new_shard(id: u64, raw: RawNode<ShardLog>, now: std::time::Instant
         queued: Vec::new(),
         prepared_at: None,
         last_conf_change: None,
+        snapshotting: HashMap::new(),
     }
 }

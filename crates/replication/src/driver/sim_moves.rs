@@ -45,10 +45,17 @@ struct Moves {
     drivers: Vec<Option<Driver>>,
     budget: Arc<Semaphore>,
     seed: u64,
+    /// Chaos during the moves: message loss, appends, restarts of the receiving node.
+    faults: bool,
+    chaos: bool,
+    /// Appends made during the chaos, not answered yet.
+    pending: Vec<Ack>,
+    acknowledged: Vec<(TopicPartition, i64, Vec<u8>)>,
+    appended: u64,
 }
 
 impl Moves {
-    fn new(root: &Path, seed: u64) -> Moves {
+    fn new(root: &Path, seed: u64, faults: bool) -> Moves {
         let mut m = Moves {
             rng: Rng(seed),
             base: Instant::now(),
@@ -61,30 +68,114 @@ impl Moves {
             drivers: NODES.iter().map(|_| None).collect(),
             budget: Arc::new(Semaphore::new(1 << 30)),
             seed,
+            faults,
+            chaos: false,
+            pending: Vec::new(),
+            acknowledged: Vec::new(),
+            appended: 0,
         };
-        for (i, node) in NODES.iter().enumerate() {
-            let mut config = NodeConfig::new(m.dirs[i].clone());
-            config.node_id = *node;
-            config.data_shards = 3;
-            config.members = NODES.to_vec();
-            config.replication_factor = 3;
-            config.fsync = false;
-            config.election_ticks = (10, 11);
-            config.raft_log_gc_entries = 4;
-            config.tick = Duration::from_millis(TICK_MS);
-            let store = Store::open(&m.dirs[i], &config.store).unwrap();
-            let shared = Shared::new(&config);
-            let net: Arc<dyn PeerSink> = Arc::new(SimNet {
-                from: *node,
-                queue: m.queue.clone(),
-            });
-            let clock = Clock::Sim {
-                base: m.base,
-                ms: m.ms.clone(),
-            };
-            m.drivers[i] = Some(Driver::open(config, store, shared, Some(net), clock).unwrap());
+        for i in 0..NODES.len() {
+            m.open(i);
         }
         m
+    }
+
+    fn open(&mut self, i: usize) {
+        let mut config = NodeConfig::new(self.dirs[i].clone());
+        config.node_id = NODES[i];
+        config.data_shards = 3;
+        config.members = NODES.to_vec();
+        config.replication_factor = 3;
+        config.fsync = false;
+        config.election_ticks = (10, 11);
+        config.raft_log_gc_entries = 4;
+        config.tick = Duration::from_millis(TICK_MS);
+        let store = Store::open(&self.dirs[i], &config.store).unwrap();
+        let shared = Shared::new(&config);
+        let net: Arc<dyn PeerSink> = Arc::new(SimNet {
+            from: NODES[i],
+            queue: self.queue.clone(),
+        });
+        let clock = Clock::Sim {
+            base: self.base,
+            ms: self.ms.clone(),
+        };
+        let mut d = Driver::open(config, store, shared, Some(net), clock).unwrap();
+        if self.chaos {
+            // A restarted node hears from gossip again.
+            let alive = NODES
+                .iter()
+                .copied()
+                .filter(|n| *n != LOST && *n != NODES[i])
+                .collect();
+            d.take(DriverMsg::Liveness {
+                alive,
+                dead: vec![LOST],
+            });
+        }
+        self.drivers[i] = Some(d);
+    }
+
+    /// One append of a new record to partition `p`, through its shard's serving leader, if
+    /// there is one.
+    fn append(&mut self, p: usize) -> bool {
+        let Some(topic) = self
+            .live()
+            .next()
+            .and_then(|d| d.machine.metadata.topic("moves").cloned())
+        else {
+            return false;
+        };
+        let shard = topic.partitions[p].shard;
+        let tp = TopicPartition::new(topic.id, p as i32);
+        let Some(i) = self
+            .drivers
+            .iter()
+            .position(|d| d.as_ref().is_some_and(|d| serving_leader(d, shard)))
+        else {
+            return false;
+        };
+        let n = self.appended;
+        self.appended += 1;
+        let payload = format!("seed-{}-record-{n}", self.seed).into_bytes();
+        let batch = Bytes::from(jet_protocol::batch::build_uncompressed(
+            1_700_000_000_000,
+            (-1, -1, -1),
+            1,
+            &payload,
+        ));
+        let (tx, rx) = oneshot::channel();
+        let reply = AppendReply {
+            tx,
+            budget: self.budget.clone().try_acquire_many_owned(1).unwrap(),
+        };
+        self.drivers[i].as_mut().unwrap().take(DriverMsg::Append {
+            shard,
+            item: AppendItem::new(tp, batch),
+            tx: reply,
+        });
+        self.pending.push((rx, tp, payload));
+        true
+    }
+
+    /// Collects answered appends; with faults, a refused append (a leader that changed) is
+    /// fine.
+    fn collect(&mut self) {
+        let seed = self.seed;
+        let faults = self.faults;
+        let mut answered = Vec::new();
+        self.pending
+            .retain_mut(|(rx, tp, payload)| match rx.try_recv() {
+                Ok(Ok(o)) => {
+                    answered.push((*tp, o.base_offset, payload.clone()));
+                    false
+                }
+                Ok(Err(e)) if !faults => panic!("seed {seed}: append failed: {e}"),
+                Ok(Err(_)) => false,
+                Err(oneshot::error::TryRecvError::Closed) => false,
+                Err(oneshot::error::TryRecvError::Empty) => true,
+            });
+        self.acknowledged.extend(answered);
     }
 
     /// Delivers every queued message (in a seeded order), lets one node tick, runs a turn on
@@ -102,6 +193,9 @@ impl Moves {
             let Some(i) = NODES.iter().position(|n| *n == env.to) else {
                 continue;
             };
+            if self.chaos && self.rng.below(100) < 3 {
+                continue; // lost
+            }
             if let Some(d) = self.drivers[i].as_mut() {
                 d.step(Inbound {
                     from_node: env.from,
@@ -110,6 +204,22 @@ impl Moves {
                 });
             }
         }
+        if self.chaos {
+            let r = self.rng.below(1000);
+            let receiver = NODES.len() - 1;
+            if r < 60 {
+                let p = self.rng.below(3) as usize;
+                self.append(p);
+            } else if r < 62 {
+                if let Some(d) = self.drivers[receiver].take() {
+                    d.fail_all_for_sim();
+                }
+            }
+            if self.drivers[receiver].is_none() && self.rng.below(20) == 0 {
+                self.open(receiver);
+            }
+        }
+        self.collect();
         self.ms.fetch_add(TICK_MS / 4, Ordering::AcqRel);
         let tick = self.rng.below(NODES.len() as u64) as usize;
         for i in 0..NODES.len() {
@@ -176,9 +286,9 @@ fn serving_leader(d: &Driver, shard: u64) -> bool {
     })
 }
 
-fn run_seed(seed: u64) {
+fn run_seed(seed: u64, faults: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let mut m = Moves::new(dir.path(), seed);
+    let mut m = Moves::new(dir.path(), seed, faults);
     m.run_until("a metadata leader", 4_000, |m| {
         m.live()
             .any(|d| serving_leader(d, 0) && d.machine.metadata.data_shards > 0)
@@ -209,65 +319,27 @@ fn run_seed(seed: u64) {
     });
 
     // Appends through each partition's shard leader, all acknowledged.
-    let mut acks: Vec<Ack> = Vec::new();
     for n in 0..RECORDS {
-        let topic = m
+        let p = n % 3;
+        let shard = m
             .live()
             .next()
             .unwrap()
             .machine
             .metadata
             .topic("moves")
-            .cloned()
-            .unwrap();
-        let p = n % 3;
-        let shard = topic.partitions[p].shard;
-        let tp = TopicPartition::new(topic.id, p as i32);
+            .unwrap()
+            .partitions[p]
+            .shard;
         m.run_until("a shard leader", 4_000, |m| {
             m.live().any(|d| serving_leader(d, shard))
         });
-        let i = m
-            .drivers
-            .iter()
-            .position(|d| d.as_ref().is_some_and(|d| serving_leader(d, shard)))
-            .unwrap();
-        let payload = format!("seed-{seed}-record-{n}").into_bytes();
-        let batch = Bytes::from(jet_protocol::batch::build_uncompressed(
-            1_700_000_000_000,
-            (-1, -1, -1),
-            1,
-            &payload,
-        ));
-        let (tx, rx) = oneshot::channel();
-        let reply = AppendReply {
-            tx,
-            budget: m.budget.clone().try_acquire_many_owned(1).unwrap(),
-        };
-        m.drivers[i].as_mut().unwrap().take(DriverMsg::Append {
-            shard,
-            item: AppendItem::new(tp, batch),
-            tx: reply,
-        });
-        acks.push((rx, tp, payload));
+        assert!(m.append(p));
         m.step();
     }
-    let mut acknowledged = Vec::new();
-    for _ in 0..4_000 {
-        m.step();
-        acks.retain_mut(|(rx, tp, payload)| match rx.try_recv() {
-            Ok(Ok(o)) => {
-                acknowledged.push((*tp, o.base_offset, payload.clone()));
-                false
-            }
-            Ok(Err(e)) => panic!("seed {seed}: append failed: {e}"),
-            Err(_) => true,
-        });
-        if acks.is_empty() {
-            break;
-        }
-    }
+    m.run_until("every append answered", 4_000, |m| m.pending.is_empty());
     assert_eq!(
-        acknowledged.len(),
+        m.acknowledged.len(),
         RECORDS,
         "seed {seed}: appends not acknowledged"
     );
@@ -283,6 +355,7 @@ fn run_seed(seed: u64) {
     // Node 3 is lost for good; gossip tells every other node it is dead.
     let lost = NODES.iter().position(|n| *n == LOST).unwrap();
     m.drivers[lost].take().unwrap().fail_all_for_sim();
+    m.chaos = m.faults;
     for d in m.drivers.iter_mut().flatten() {
         let alive = NODES
             .iter()
@@ -293,6 +366,30 @@ fn run_seed(seed: u64) {
             alive,
             dead: vec![LOST],
         });
+    }
+    if faults {
+        // The moves start under message loss, appends and restarts of the receiving node;
+        // then the chaos stops and everything must converge.
+        for _ in 0..3_000 {
+            m.step();
+        }
+        m.chaos = false;
+        let receiver = NODES.len() - 1;
+        if m.drivers[receiver].is_none() {
+            m.open(receiver);
+            let alive = NODES
+                .iter()
+                .copied()
+                .filter(|n| *n != LOST && *n != NODES[receiver])
+                .collect();
+            m.drivers[receiver]
+                .as_mut()
+                .unwrap()
+                .take(DriverMsg::Liveness {
+                    alive,
+                    dead: vec![LOST],
+                });
+        }
     }
     m.run_until("re-placement and the new configurations", 40_000, |m| {
         m.live().all(|d| {
@@ -318,6 +415,7 @@ fn run_seed(seed: u64) {
                 })
         }) && m.queue.lock().unwrap().is_empty()
     });
+    m.run_until("every append answered", 4_000, |m| m.pending.is_empty());
     // Settle: every replica of a shard applied the same index.
     m.run_until("replicas applying alike", 4_000, |m| {
         let md = &m.live().next().unwrap().machine.metadata;
@@ -358,6 +456,11 @@ fn run_seed(seed: u64) {
         moved > 0,
         "seed {seed}: node {LOST} held no data shard, the test tested nothing"
     );
+    let acknowledged = m.acknowledged.clone();
+    assert!(
+        acknowledged.len() >= RECORDS,
+        "seed {seed}: acknowledged records went missing"
+    );
     for (tp, offset, payload) in &acknowledged {
         let shard = md.topics["moves"].partitions[tp.partition as usize].shard;
         for n in &md.shard_replicas[&shard] {
@@ -391,6 +494,19 @@ fn sim_node_loss_re_places_replicas() {
         Err(_) => (1..=3).collect(),
     };
     for seed in seeds {
-        run_seed(seed);
+        run_seed(seed, false);
+    }
+}
+
+/// The same node loss with message loss, appends and restarts of the node receiving the new
+/// replicas while the replicas move.
+#[test]
+fn sim_node_loss_under_faults() {
+    let seeds: Vec<u64> = match std::env::var("JET_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("JET_SIM_SEED is a number")],
+        Err(_) => (11..=16).collect(),
+    };
+    for seed in seeds {
+        run_seed(seed, true);
     }
 }
