@@ -30,7 +30,13 @@ def test_two_nodes_join_a_node_with_data(tmp_path):
         load = ProducerLoad(first.bootstrap, topic, partitions, count=4000).start()
         load.join()
         load.assert_all_acked()
+        load_end = {p: 0 for p in range(partitions)}
+        for _, (p, offset) in load.acked.items():
+            load_end[p] = max(load_end[p], offset + 1)
 
+        # Writes go on while the nodes join and the replicas move.
+        during = ProducerLoad(first.bootstrap, topic, partitions, count=20000, rate=2000,
+                              max_s=120).start()
         started = time.monotonic()
         for n in (c.node(2), c.node(3)):
             n.spawn()
@@ -46,12 +52,19 @@ def test_two_nodes_join_a_node_with_data(tmp_path):
         print(f"replicated 3 ways {time.monotonic() - started:.1f}s after the joins:\n"
               + md.describe(topic))
 
+        during.join()
+        during.assert_all_acked()
+        print(during.stall_report())
+        # Both loads wrote sequence numbers from 0: check each against its own records.
         records = read_back(c.bootstrap, topic, partitions)
-        assert_clean(check_delivery(load.acked, records), "after the joins")
+        first_load = {p: [(o, v) for o, v in recs if o < load_end[p]] for p, recs in records.items()}
+        second = {p: [(o, v) for o, v in recs if o >= load_end[p]] for p, recs in records.items()}
+        assert_clean(check_delivery(load.acked, first_load), "written before the joins")
+        assert_clean(check_delivery(during.acked, second), "written while the nodes joined")
         for p, info in md.partitions(topic).items():
             others = [r for r in info.replicas if r != info.leader]
             follower = next((r for r in others if r != 1), others[0])  # a joined node if any
-            want = [seq for _, seq in records[p]]
+            want = [seq for _, seq in records[p]]  # both loads, in offset order
             got = read_from(c.bootstrap, topic, p, f"r{follower}", len(want))
             assert got == want, (
                 f"partition {p} read from follower {follower}: {len(got)} of {len(want)} values"
