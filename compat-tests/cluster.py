@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -756,3 +757,13 @@ def read_from(bootstrap: str, topic: str, partition: int, rack: str, want: int,
     finally:
         consumer.close()
     return got
+
+
+def fetched_bytes(node, topic: str) -> float:
+    """The node's jet_kafka_fetched_bytes_total for `topic` (0 when it served none)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{node.http_port}/metrics", timeout=10).read()
+    total = 0.0
+    for line in text.decode().splitlines():
+        if line.startswith("jet_kafka_fetched_bytes_total{") and f'topic="{topic}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total

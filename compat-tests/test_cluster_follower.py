@@ -5,20 +5,9 @@ a consumer whose client.rack is a follower's rack is sent there by the leader
 from __future__ import annotations
 
 import time
-import urllib.request
 
-from cluster import Cluster, wait_for
+from cluster import Cluster, fetched_bytes, read_from, wait_for
 from conftest import jet_binary, need
-
-
-def fetched_bytes(node, topic: str) -> float:
-    """The node's jet_kafka_fetched_bytes_total for `topic` (0 when it served none)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{node.http_port}/metrics", timeout=10).read()
-    total = 0.0
-    for line in text.decode().splitlines():
-        if line.startswith("jet_kafka_fetched_bytes_total{") and f'topic="{topic}"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_consumer_reads_from_the_follower_in_its_rack(tmp_path):
@@ -46,23 +35,7 @@ def test_consumer_reads_from_the_follower_in_its_rack(tmp_path):
         # where the reads go, not about replication lag.
         time.sleep(1)
 
-        consumer = ck.Consumer({
-            "bootstrap.servers": c.bootstrap,
-            "group.id": f"rack-{time.monotonic_ns()}",
-            "client.rack": f"r{follower.id}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        })
-        got = []
-        try:
-            consumer.assign([ck.TopicPartition(topic, 0, ck.OFFSET_BEGINNING)])
-            deadline = time.monotonic() + 60
-            while len(got) < n and time.monotonic() < deadline:
-                for m in consumer.consume(num_messages=1000, timeout=0.5):
-                    if m.error() is None:
-                        got.append(int(m.value()))
-        finally:
-            consumer.close()
+        got = read_from(c.bootstrap, topic, 0, f"r{follower.id}", n)
         assert got == list(range(n)), f"read {len(got)} of {n} in order"
         from_follower = fetched_bytes(follower, topic)
         from_leader = fetched_bytes(c.node(leader), topic)

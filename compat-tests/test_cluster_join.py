@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from cluster import (Cluster, ProducerLoad, assert_clean, check_delivery, read_back, read_from,
-                     wait_for)
+from cluster import (Cluster, ProducerLoad, assert_clean, check_delivery, fetched_bytes,
+                     read_back, read_from, wait_for)
 from conftest import jet_binary, need
 
 
@@ -65,10 +65,15 @@ def test_two_nodes_join_a_node_with_data(tmp_path):
             others = [r for r in info.replicas if r != info.leader]
             follower = next((r for r in others if r != 1), others[0])  # a joined node if any
             want = [seq for _, seq in records[p]]  # both loads, in offset order
+            served = fetched_bytes(c.node(follower), topic)
+            led = fetched_bytes(c.node(info.leader), topic)
             got = read_from(c.bootstrap, topic, p, f"r{follower}", len(want))
             assert got == want, (
                 f"partition {p} read from follower {follower}: {len(got)} of {len(want)} values"
             )
+            # The joined follower served the records, not the leader (KIP-392).
+            assert fetched_bytes(c.node(follower), topic) > served, f"follower {follower} served nothing"
+            assert fetched_bytes(c.node(info.leader), topic) == led, "the leader served records"
 
         # The grown cluster takes writes with replication factor 3.
         more = ProducerLoad(c.bootstrap, topic, partitions, count=600).start()

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 
-from cluster import (Cluster, ProducerLoad, assert_clean, check_delivery, read_back, read_from,
-                     wait_for)
+from cluster import (Cluster, ProducerLoad, assert_clean, check_delivery, fetched_bytes,
+                     read_back, read_from, wait_for)
 from conftest import jet_binary, need
 
 DEAD_AFTER = "4s"
@@ -78,12 +78,16 @@ def test_a_dead_nodes_replicas_are_re_placed(tmp_path):
             added = [r for r in info.replicas if r not in before.partitions(topic)[p].replicas]
             reader = next((r for r in added if r != info.leader), added[0])
             want = [seq for _, seq in records[p]]
+            served = fetched_bytes(c.node(reader), topic)
             got = read_from(c.live_bootstrap(), topic, p, f"r{reader}", len(want))
             assert got == want, (
                 f"partition {p} read in rack r{reader} (added replica): {len(got)} of "
                 f"{len(want)} values, first difference at "
                 f"{next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))}"
             )
+            # The added replica itself served them (as leader, or as the follower in the
+            # consumer's rack).
+            assert fetched_bytes(c.node(reader), topic) > served, f"node {reader} served nothing"
 
         # The dead node returns: the cluster keeps serving, everything is still there.
         victim.restart()

@@ -417,6 +417,49 @@ mod tests {
     }
 
     #[test]
+    fn members_join_and_replicas_move_only_to_members() {
+        let mut m = ClusterMetadata::default();
+        m.apply(&MetaCommand::Init {
+            data_shards: 2,
+            members: vec![1, 2, 3],
+            replication_factor: 3,
+        })
+        .unwrap();
+        assert_eq!(m.replication_factor, 3);
+        let set = |shard, replicas: &[u64]| MetaCommand::SetShardReplicas {
+            shard,
+            replicas: replicas.to_vec(),
+        };
+        // Node 4 is not a member yet; a duplicate, an empty set, an unknown shard are refused,
+        // and none of them changes the document.
+        let before = m.clone();
+        for bad in [
+            set(1, &[1, 2, 4]),
+            set(1, &[1, 1, 2]),
+            set(1, &[]),
+            set(9, &[1, 2, 3]),
+        ] {
+            assert!(
+                matches!(m.apply(&bad), Err(Error::InvalidRequest(_))),
+                "{bad:?}"
+            );
+            assert_eq!(m, before);
+        }
+        m.apply(&MetaCommand::AddMember { node: 4 }).unwrap();
+        m.apply(&MetaCommand::AddMember { node: 4 }).unwrap();
+        assert_eq!(m.members, vec![1, 2, 3, 4]);
+        m.apply(&set(1, &[1, 2, 4])).unwrap();
+        assert_eq!(m.shard_replicas[&1], vec![1, 2, 4]);
+        assert!(m.apply(&MetaCommand::AddMember { node: 0 }).is_err());
+        // A cluster made before clusters existed has no member list to extend.
+        let mut old = ClusterMetadata {
+            data_shards: 2,
+            ..Default::default()
+        };
+        assert!(old.apply(&MetaCommand::AddMember { node: 2 }).is_err());
+    }
+
+    #[test]
     fn topic_lifecycle() {
         let mut m = ClusterMetadata {
             data_shards: 2,

@@ -64,6 +64,31 @@ pub fn place_shards(
     out
 }
 
+/// The members not dead.
+fn alive(members: &[u64], dead: &[u64]) -> Vec<u64> {
+    members
+        .iter()
+        .copied()
+        .filter(|m| !dead.contains(m))
+        .collect()
+}
+
+/// Data-shard replicas per live node (the metadata shard is light and left out).
+fn data_load(placement: &BTreeMap<u64, Vec<u64>>, alive: &[u64]) -> BTreeMap<u64, usize> {
+    let mut load: BTreeMap<u64, usize> = alive.iter().map(|m| (*m, 0)).collect();
+    for (shard, replicas) in placement {
+        if *shard == 0 {
+            continue;
+        }
+        for r in replicas {
+            if let Some(n) = load.get_mut(r) {
+                *n += 1;
+            }
+        }
+    }
+    load
+}
+
 /// Where replicas go once some members are dead: each dead replica of a shard is replaced by
 /// the live member not already holding the shard that holds the fewest replicas (counting the
 /// new placement; ties to the lower id), in the dead one's position, so the shard keeps its
@@ -75,19 +100,8 @@ pub fn replace_dead(
     members: &[u64],
     dead: &[u64],
 ) -> BTreeMap<u64, Vec<u64>> {
-    let alive: Vec<u64> = members
-        .iter()
-        .copied()
-        .filter(|m| !dead.contains(m))
-        .collect();
-    let mut load: BTreeMap<u64, usize> = alive.iter().map(|m| (*m, 0)).collect();
-    for replicas in current.values() {
-        for r in replicas {
-            if let Some(n) = load.get_mut(r) {
-                *n += 1;
-            }
-        }
-    }
+    let alive = alive(members, dead);
+    let mut load = data_load(current, &alive);
     let mut out = BTreeMap::new();
     for (shard, replicas) in current {
         let mut next = replicas.clone();
@@ -127,28 +141,11 @@ pub fn target_placement(
 ) -> BTreeMap<u64, Vec<u64>> {
     let mut next = current.clone();
     next.extend(replace_dead(current, members, dead));
-    let alive: Vec<u64> = members
-        .iter()
-        .copied()
-        .filter(|m| !dead.contains(m))
-        .collect();
+    let alive = alive(members, dead);
     if alive.is_empty() {
         return BTreeMap::new();
     }
-    let load = |next: &BTreeMap<u64, Vec<u64>>| -> BTreeMap<u64, usize> {
-        let mut l: BTreeMap<u64, usize> = alive.iter().map(|m| (*m, 0)).collect();
-        for (shard, r) in next {
-            if *shard == 0 {
-                continue;
-            }
-            for m in r {
-                if let Some(n) = l.get_mut(m) {
-                    *n += 1;
-                }
-            }
-        }
-        l
-    };
+    let load = |next: &BTreeMap<u64, Vec<u64>>| data_load(next, &alive);
     // Grow.
     let shards: Vec<u64> = next.keys().copied().collect();
     for shard in shards {

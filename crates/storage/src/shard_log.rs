@@ -46,8 +46,8 @@ pub struct ShardLog {
     mem: VecDeque<Entry>,
     /// A snapshot the driver prepared for a replica that needs one (see [`Self::snapshot`]).
     prepared: RefCell<Option<Snapshot>>,
-    /// Set when raft-rs asked for a snapshot newer than the prepared one.
-    snapshot_wanted: Cell<u64>,
+    /// Set when raft-rs asked for a snapshot the prepared one (if any) cannot serve.
+    snapshot_wanted: Cell<bool>,
 }
 
 impl std::fmt::Debug for ShardLog {
@@ -75,7 +75,7 @@ impl ShardLog {
             last: r.last,
             mem: r.entries.into(),
             prepared: RefCell::new(None),
-            snapshot_wanted: Cell::new(0),
+            snapshot_wanted: Cell::new(false),
         };
         log.check_contiguous();
         log
@@ -95,27 +95,19 @@ impl ShardLog {
             last: 0,
             mem: VecDeque::new(),
             prepared: RefCell::new(None),
-            snapshot_wanted: Cell::new(0),
+            snapshot_wanted: Cell::new(false),
         }
     }
 
-    /// The lowest index raft-rs asked a snapshot for since the last one was prepared, or 0.
-    pub fn snapshot_wanted(&self) -> u64 {
+    /// Whether raft-rs asked for a snapshot since the last one was prepared.
+    pub fn snapshot_wanted(&self) -> bool {
         self.snapshot_wanted.get()
     }
 
     /// Keeps `snap` for raft-rs to send (built by the driver, which holds the state machine).
     pub fn set_prepared_snapshot(&mut self, snap: Option<Snapshot>) {
-        self.snapshot_wanted.set(0);
+        self.snapshot_wanted.set(false);
         *self.prepared.borrow_mut() = snap;
-    }
-
-    /// The index of the prepared snapshot, if one is held.
-    pub fn prepared_snapshot_index(&self) -> Option<u64> {
-        self.prepared
-            .borrow()
-            .as_ref()
-            .map(|s| s.get_metadata().index)
     }
 
     /// Makes this log start right after an installed snapshot: every entry up to its index is
@@ -352,10 +344,7 @@ impl raft::Storage for ShardLog {
                 return Ok(snap.clone());
             }
         }
-        let wanted = self.snapshot_wanted.get();
-        if wanted == 0 || request_index < wanted {
-            self.snapshot_wanted.set(request_index.max(1));
-        }
+        self.snapshot_wanted.set(true);
         Err(raft::Error::Store(
             RaftStorageError::SnapshotTemporarilyUnavailable,
         ))
@@ -420,6 +409,72 @@ mod tests {
         assert!(log.term(1).is_err());
         assert_eq!(log.term(2).unwrap(), 1);
         assert_eq!(log.first_index().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_prepared_snapshot_serves_only_replicas_it_names_and_not_behind_the_log() {
+        use raft::eraftpb::SnapshotMetadata;
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, mut log) = log_with_store(dir.path());
+        // Nothing prepared: raft-rs is told to retry, and the driver to build one.
+        assert!(matches!(
+            log.snapshot(0, 4),
+            Err(raft::Error::Store(
+                RaftStorageError::SnapshotTemporarilyUnavailable
+            ))
+        ));
+        assert!(log.snapshot_wanted());
+        let snap = |index, voters: Vec<u64>, learners: Vec<u64>| {
+            let mut s = Snapshot::default();
+            s.set_metadata(SnapshotMetadata {
+                conf_state: Some(ConfState {
+                    voters,
+                    learners,
+                    ..Default::default()
+                })
+                .into(),
+                index,
+                term: 1,
+                ..Default::default()
+            });
+            s
+        };
+        log.set_prepared_snapshot(Some(snap(2, vec![1, 2, 3], vec![4])));
+        assert!(!log.snapshot_wanted());
+        assert_eq!(log.snapshot(0, 4).unwrap().get_metadata().index, 2);
+        // A replica the snapshot's configuration does not name would refuse it.
+        assert!(log.snapshot(0, 5).is_err());
+        assert!(log.snapshot_wanted());
+        // Asked for a newer one than prepared.
+        log.set_prepared_snapshot(Some(snap(2, vec![1, 2, 3], vec![4])));
+        assert!(log.snapshot(3, 4).is_err());
+        // The log was truncated past the prepared snapshot: it no longer reaches the log.
+        log.set_prepared_snapshot(Some(snap(2, vec![1, 2, 3], vec![4])));
+        log.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        assert!(log.compact(3, 1));
+        assert!(log.snapshot(0, 4).is_err());
+        assert!(log.snapshot_wanted());
+    }
+
+    #[test]
+    fn installing_a_snapshot_starts_the_log_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, mut log) = log_with_store(dir.path());
+        log.append(&[entry(1, 1), entry(2, 1)]);
+        let cs = ConfState {
+            voters: vec![1, 2, 4],
+            ..Default::default()
+        };
+        log.install_snapshot(10, 3, cs.clone());
+        assert_eq!(log.first_index().unwrap(), 11);
+        assert_eq!(log.last_index().unwrap(), 10);
+        assert_eq!(log.term(10).unwrap(), 3);
+        assert!(log.term(9).is_err());
+        assert_eq!(log.applied(), 10);
+        assert_eq!(log.hard_state().commit, 10);
+        assert_eq!(log.conf_state(), &cs);
+        log.append(&[entry(11, 3)]);
+        assert_eq!(log.last_index().unwrap(), 11);
     }
 
     #[test]

@@ -32,6 +32,20 @@ pub(crate) struct Part {
     pub producers: HashMap<i64, ProducerEntry>,
 }
 
+impl Part {
+    /// A partition with `state` and no producers yet; `None` when its shard is not one of this
+    /// node's shard ids.
+    pub fn new(tp: TopicPartition, state: PartitionState, shared: &Shared) -> Option<Part> {
+        let status = shared.shards.get(state.shard as usize)?;
+        let handle = PartitionHandle::new(tp, status.clone(), &state, shared.tail_budget.clone());
+        Some(Part {
+            state,
+            handle,
+            producers: HashMap::new(),
+        })
+    }
+}
+
 /// What applying one entry produced, for its waiters.
 pub(crate) enum Applied {
     Append(Vec<Result<AppendOutcome, Error>>),
@@ -228,23 +242,14 @@ impl Machine {
         if self.parts.contains_key(&tp) {
             return;
         }
-        let Some(status) = self.shared.shards.get(shard as usize) else {
-            return;
-        };
         let state = PartitionState {
             shard,
             ..PartitionState::empty()
         };
-        let handle =
-            PartitionHandle::new(tp, status.clone(), &state, self.shared.tail_budget.clone());
-        self.parts.insert(
-            tp,
-            Part {
-                state,
-                handle,
-                producers: HashMap::new(),
-            },
-        );
+        let Some(part) = Part::new(tp, state, &self.shared) else {
+            return;
+        };
+        self.parts.insert(tp, part);
         turn.publish.partitions.insert(tp);
         turn.publish.created.push(tp);
     }

@@ -92,7 +92,6 @@ impl Driver {
         let me = self.config.node_id;
         let now = self.clock.now();
         self.expire_snapshots(now);
-        let mut truncations = Vec::new();
         for s in &mut self.shards {
             let raft = &s.raw.raft;
             if raft.state != StateRole::Leader
@@ -133,7 +132,7 @@ impl Driver {
                 // shard's first configuration is not in the log. Entry 1 (the first leader's
                 // empty entry) being gone makes raft-rs send one.
                 if s.raw.store().truncated().0 == 0 {
-                    truncations.push(s.id);
+                    s.truncate_now = true;
                     continue;
                 }
                 Some((ConfChangeType::AddLearnerNode, new))
@@ -197,9 +196,6 @@ impl Driver {
                 tracing::warn!(shard = s.id, error = %e, "configuration change refused");
             }
         }
-        for id in truncations {
-            self.truncate_for_new_replica(id);
-        }
     }
 
     /// Fails snapshots a peer has not acknowledged within [`SNAPSHOT_TIMEOUT`].
@@ -231,36 +227,6 @@ impl Driver {
                 }
             }
         }
-    }
-
-    /// Proposes deleting the shard's entries up to what every replica holds and no partition
-    /// needs (at least entry 1), whatever the usual batching threshold says.
-    fn truncate_for_new_replica(&mut self, id: u64) {
-        let Some(s) = self.shard_ref(id) else { return };
-        let mut to = s.applied;
-        for (id, pr) in s.raw.raft.prs().iter() {
-            // A dead replica does not hold the log back: if it returns, it gets a snapshot.
-            if !self.dead.contains(id) {
-                to = to.min(pr.matched);
-            }
-        }
-        for part in self.machine.parts.values() {
-            let st = &part.state;
-            if st.shard == id && st.first_raft_index > 0 {
-                to = to.min(st.first_raft_index - 1);
-            }
-        }
-        if to == 0 || to <= s.truncate_proposed {
-            return;
-        }
-        let now = self.clock.now();
-        if let Some(s) = self.shard_mut(id) {
-            s.truncate_proposed = to;
-            s.last_truncate_proposal = now;
-            s.last_conf_change = Some(now);
-        }
-        let data = Command::TruncateLog { up_to: to }.encode();
-        self.propose(id, data, Waiters::Nobody);
     }
 
     /// A leader wrote to a shard this node holds no replica of: when the metadata names this

@@ -212,6 +212,9 @@ struct Shard {
     prev_last: (u64, Instant),
     /// The highest `TruncateLog` this node proposed, and when.
     truncate_proposed: u64,
+    /// Propose a truncation at the next tick whatever the batching threshold (a new replica
+    /// must start from a snapshot).
+    truncate_now: bool,
     last_truncate_proposal: Instant,
     /// Proposals waiting for their entry, by index; the term tells whether the entry that gets
     /// applied at that index is still theirs, the instant how long it took.

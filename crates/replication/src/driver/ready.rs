@@ -273,14 +273,17 @@ impl Driver {
     }
 
     /// Leaders propose, at most once a second per shard, that every replica may delete the
-    /// entries that all replicas hold and that no partition's kept batches lie in.
+    /// entries that all replicas hold and that no partition's kept batches lie in. A shard
+    /// about to get a new replica (`truncate_now`, see membership.rs) proposes at once and
+    /// whatever the batching threshold, so that its entry 1 goes and the replica gets a
+    /// snapshot.
     pub(super) fn propose_truncations(&mut self) {
         let now = self.clock.now();
         let mut floor: Vec<(usize, u64)> = Vec::new();
         for (i, s) in self.shards.iter().enumerate() {
-            if s.raw.raft.state != StateRole::Leader
-                || now.duration_since(s.last_truncate_proposal) < std::time::Duration::from_secs(1)
-            {
+            let rested =
+                now.duration_since(s.last_truncate_proposal) >= std::time::Duration::from_secs(1);
+            if s.raw.raft.state != StateRole::Leader || !(rested || s.truncate_now) {
                 continue;
             }
             let mut to = s.applied;
@@ -310,8 +313,14 @@ impl Driver {
         for (i, to) in floor {
             let s = &mut self.shards[i];
             let (from, _) = s.raw.store().truncated();
-            // Range deletes are cheap but not free, and each proposal is an entry: batch them.
-            if to < from + self.config.raft_log_gc_entries || to <= s.truncate_proposed {
+            let batch = if std::mem::take(&mut s.truncate_now) {
+                1
+            } else {
+                // Range deletes are cheap but not free, and each proposal is an entry: batch
+                // them.
+                self.config.raft_log_gc_entries
+            };
+            if to < from + batch || to <= s.truncate_proposed {
                 continue;
             }
             s.truncate_proposed = to;

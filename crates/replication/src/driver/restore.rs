@@ -17,7 +17,6 @@ use super::network::PeerSink;
 use super::{Clock, Driver, Shard, METADATA_SHARD};
 use crate::metadata::ClusterMetadata;
 use crate::node::{NodeConfig, Shared};
-use crate::partition::PartitionHandle;
 use crate::placement;
 use crate::producer::ProducerEntry;
 use crate::Error;
@@ -36,22 +35,13 @@ impl Machine {
     ) -> Result<Machine, Error> {
         let mut parts = HashMap::new();
         for (tp, state) in store.load_partition_states()? {
-            let Some(status) = shared.shards.get(state.shard as usize) else {
-                return Err(Error::Storage(format!(
-                    "partition {tp:?} is on shard {}, which this node does not run",
-                    state.shard
-                )));
-            };
-            let handle =
-                PartitionHandle::new(tp, status.clone(), &state, shared.tail_budget.clone());
-            parts.insert(
-                tp,
-                Part {
-                    state,
-                    handle,
-                    producers: HashMap::new(),
-                },
-            );
+            let shard = state.shard;
+            let part = Part::new(tp, state, &shared).ok_or_else(|| {
+                Error::Storage(format!(
+                    "partition {tp:?} is on shard {shard}, which this node does not run"
+                ))
+            })?;
+            parts.insert(tp, part);
         }
         for (tp, pid, bytes) in store.load_producer_states()? {
             let entry = ProducerEntry::decode(&bytes)
@@ -244,6 +234,7 @@ pub(super) fn new_shard(id: u64, raw: RawNode<ShardLog>, now: std::time::Instant
         last_transfer: None,
         prev_last: (0, now),
         truncate_proposed: 0,
+        truncate_now: false,
         last_truncate_proposal: now,
         pending: BTreeMap::new(),
         queued: Vec::new(),

@@ -11,19 +11,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use jet_cluster::Inbound;
-use jet_storage::{Store, TopicPartition};
+use jet_storage::TopicPartition;
 use tokio::sync::{oneshot, Semaphore};
 
-use super::network::{PeerSink, RaftMessage};
-use super::sim_tests::{Envelope, Rng, SimNet, TICK_MS};
-use super::{AppendReply, Clock, Driver, DriverMsg};
+use super::network::RaftMessage;
+use super::sim_tests::{sim_driver, sim_seeds, Envelope, Rng, TICK_MS};
+use super::{AppendReply, Driver, DriverMsg};
 use crate::command::AppendItem;
 use crate::metadata::{MetaCommand, MetaEffect};
-use crate::node::{AppendOutcome, NodeConfig, Shared};
+use crate::node::AppendOutcome;
 use crate::Error;
 
 const NODES: [u64; 4] = [1, 2, 3, 4];
@@ -45,6 +45,8 @@ struct Moves {
     drivers: Vec<Option<Driver>>,
     budget: Arc<Semaphore>,
     seed: u64,
+    /// Node 3 is gone: gossip reports it dead to every node (re)started from now on.
+    lost: bool,
     /// Chaos during the moves: message loss, appends, restarts of the receiving node.
     faults: bool,
     chaos: bool,
@@ -68,6 +70,7 @@ impl Moves {
             drivers: NODES.iter().map(|_| None).collect(),
             budget: Arc::new(Semaphore::new(1 << 30)),
             seed,
+            lost: false,
             faults,
             chaos: false,
             pending: Vec::new(),
@@ -81,37 +84,17 @@ impl Moves {
     }
 
     fn open(&mut self, i: usize) {
-        let mut config = NodeConfig::new(self.dirs[i].clone());
-        config.node_id = NODES[i];
-        config.data_shards = 3;
-        config.members = NODES.to_vec();
-        config.replication_factor = 3;
-        config.fsync = false;
-        config.election_ticks = (10, 11);
-        config.raft_log_gc_entries = 4;
-        config.tick = Duration::from_millis(TICK_MS);
-        let store = Store::open(&self.dirs[i], &config.store).unwrap();
-        let shared = Shared::new(&config);
-        let net: Arc<dyn PeerSink> = Arc::new(SimNet {
-            from: NODES[i],
-            queue: self.queue.clone(),
-        });
-        let clock = Clock::Sim {
-            base: self.base,
-            ms: self.ms.clone(),
-        };
-        let mut d = Driver::open(config, store, shared, Some(net), clock).unwrap();
-        if self.chaos {
+        let mut d = sim_driver(
+            &self.dirs[i],
+            NODES[i],
+            &NODES,
+            3,
+            &self.queue,
+            (self.base, &self.ms),
+        );
+        if self.lost {
             // A restarted node hears from gossip again.
-            let alive = NODES
-                .iter()
-                .copied()
-                .filter(|n| *n != LOST && *n != NODES[i])
-                .collect();
-            d.take(DriverMsg::Liveness {
-                alive,
-                dead: vec![LOST],
-            });
+            d.take(liveness(NODES[i]));
         }
         self.drivers[i] = Some(d);
     }
@@ -280,6 +263,19 @@ impl Moves {
     }
 }
 
+/// What gossip tells `node` once node 3 is dead: the other two nodes are alive.
+fn liveness(node: u64) -> DriverMsg {
+    let alive = NODES
+        .iter()
+        .copied()
+        .filter(|n| *n != LOST && *n != node)
+        .collect();
+    DriverMsg::Liveness {
+        alive,
+        dead: vec![LOST],
+    }
+}
+
 fn serving_leader(d: &Driver, shard: u64) -> bool {
     d.shard_ref(shard).is_some_and(|s| {
         s.raw.raft.state == raft::StateRole::Leader && s.applied_term == s.raw.raft.term
@@ -355,17 +351,10 @@ fn run_seed(seed: u64, faults: bool) {
     // Node 3 is lost for good; gossip tells every other node it is dead.
     let lost = NODES.iter().position(|n| *n == LOST).unwrap();
     m.drivers[lost].take().unwrap().fail_all_for_sim();
+    m.lost = true;
     m.chaos = m.faults;
     for d in m.drivers.iter_mut().flatten() {
-        let alive = NODES
-            .iter()
-            .copied()
-            .filter(|n| *n != LOST && *n != d.config.node_id)
-            .collect();
-        d.take(DriverMsg::Liveness {
-            alive,
-            dead: vec![LOST],
-        });
+        d.take(liveness(d.config.node_id));
     }
     if faults {
         // The moves start under message loss, appends and restarts of the receiving node;
@@ -377,18 +366,6 @@ fn run_seed(seed: u64, faults: bool) {
         let receiver = NODES.len() - 1;
         if m.drivers[receiver].is_none() {
             m.open(receiver);
-            let alive = NODES
-                .iter()
-                .copied()
-                .filter(|n| *n != LOST && *n != NODES[receiver])
-                .collect();
-            m.drivers[receiver]
-                .as_mut()
-                .unwrap()
-                .take(DriverMsg::Liveness {
-                    alive,
-                    dead: vec![LOST],
-                });
         }
     }
     m.run_until("re-placement and the new configurations", 40_000, |m| {
@@ -489,11 +466,7 @@ fn run_seed(seed: u64, faults: bool) {
 
 #[test]
 fn sim_node_loss_re_places_replicas() {
-    let seeds: Vec<u64> = match std::env::var("JET_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("JET_SIM_SEED is a number")],
-        Err(_) => (1..=3).collect(),
-    };
-    for seed in seeds {
+    for seed in sim_seeds(1..=3) {
         run_seed(seed, false);
     }
 }
@@ -502,11 +475,7 @@ fn sim_node_loss_re_places_replicas() {
 /// replicas while the replicas move.
 #[test]
 fn sim_node_loss_under_faults() {
-    let seeds: Vec<u64> = match std::env::var("JET_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("JET_SIM_SEED is a number")],
-        Err(_) => (11..=16).collect(),
-    };
-    for seed in seeds {
+    for seed in sim_seeds(11..=16) {
         run_seed(seed, true);
     }
 }

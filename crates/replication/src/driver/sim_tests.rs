@@ -79,6 +79,47 @@ impl PeerSink for SimNet {
     }
 }
 
+/// A driver of node `node` (one of `members`) on its own RocksDB in `dir`, sending into the
+/// simulated network `queue`, with the simulated clock `(base, ms)` and raft-rs's election
+/// timeout fixed: what every simulation runs.
+pub(super) fn sim_driver(
+    dir: &Path,
+    node: u64,
+    members: &[u64],
+    data_shards: u64,
+    queue: &Arc<Mutex<Vec<Envelope>>>,
+    (base, ms): (Instant, &Arc<AtomicU64>),
+) -> Driver {
+    let mut config = NodeConfig::new(dir.to_path_buf());
+    config.node_id = node;
+    config.data_shards = data_shards;
+    config.members = members.to_vec();
+    config.replication_factor = 3;
+    config.fsync = false;
+    config.election_ticks = (10, 11);
+    config.raft_log_gc_entries = 4;
+    config.tick = Duration::from_millis(TICK_MS);
+    let store = Store::open(dir, &config.store).unwrap();
+    let shared = Shared::new(&config);
+    let net: Arc<dyn PeerSink> = Arc::new(SimNet {
+        from: node,
+        queue: queue.clone(),
+    });
+    let clock = Clock::Sim {
+        base,
+        ms: ms.clone(),
+    };
+    Driver::open(config, store, shared, Some(net), clock).unwrap()
+}
+
+/// The seeds a simulation runs: `JET_SIM_SEED` alone when set (to replay one), else `default`.
+pub(super) fn sim_seeds(default: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+    match std::env::var("JET_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("JET_SIM_SEED is a number")],
+        Err(_) => default.collect(),
+    }
+}
+
 /// An append's answer to come, and the payload it carried.
 type PendingAck = (oneshot::Receiver<Result<AppendOutcome, Error>>, Vec<u8>);
 
@@ -129,26 +170,15 @@ impl Sim {
     }
 
     fn open(&mut self, i: usize) {
-        let mut config = NodeConfig::new(self.dirs[i].clone());
-        config.node_id = NODES[i];
-        config.data_shards = 2;
-        config.members = NODES.to_vec();
-        config.replication_factor = 3;
-        config.fsync = false;
-        config.election_ticks = (10, 11);
-        config.raft_log_gc_entries = 4;
-        config.tick = Duration::from_millis(TICK_MS);
-        let store = Store::open(&self.dirs[i], &config.store).unwrap();
-        let shared = Shared::new(&config);
-        let net: Arc<dyn PeerSink> = Arc::new(SimNet {
-            from: NODES[i],
-            queue: self.queue.clone(),
-        });
-        let clock = Clock::Sim {
-            base: self.base,
-            ms: self.ms.clone(),
-        };
-        self.drivers[i] = Some(Driver::open(config, store, shared, Some(net), clock).unwrap());
+        let d = sim_driver(
+            &self.dirs[i],
+            NODES[i],
+            &NODES,
+            2,
+            &self.queue,
+            (self.base, &self.ms),
+        );
+        self.drivers[i] = Some(d);
     }
 
     fn linked(&self, a: u64, b: u64) -> bool {
@@ -486,11 +516,7 @@ fn run_seed(seed: u64) {
 
 #[test]
 fn sim_multi_raft_keeps_its_invariants() {
-    let seeds: Vec<u64> = match std::env::var("JET_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("JET_SIM_SEED is a number")],
-        Err(_) => (1..=6).collect(),
-    };
-    for seed in seeds {
+    for seed in sim_seeds(1..=6) {
         run_seed(seed);
     }
 }

@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use jet_storage::keys::{self, META_GROUP_PREFIX};
 use jet_storage::{Batch, PartitionState};
 use raft::eraftpb::{ConfState, Entry, EntryType, Snapshot, SnapshotMetadata};
@@ -26,7 +27,6 @@ use raft::eraftpb::{ConfState, Entry, EntryType, Snapshot, SnapshotMetadata};
 use super::apply::{Machine, Part};
 use super::{Driver, METADATA_SHARD};
 use crate::metadata::ClusterMetadata;
-use crate::partition::PartitionHandle;
 use crate::producer::ProducerEntry;
 use crate::Error;
 
@@ -84,60 +84,74 @@ impl Image {
     }
 
     /// Decodes a snapshot; every length is checked against what is left, so a corrupt or
-    /// hostile snapshot is an error, never a panic or a huge allocation.
-    pub fn decode(mut b: &[u8]) -> Result<Image, Error> {
-        fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], Error> {
-            if b.len() < n {
-                return Err(Error::Storage("snapshot is truncated".into()));
+    /// hostile snapshot is an error, never a panic or a huge allocation. Entries' data are
+    /// slices of `data`, not copies (they are the partitions' batches).
+    pub fn decode(data: &Bytes) -> Result<Image, Error> {
+        struct Cursor<'a> {
+            data: &'a Bytes,
+            at: usize,
+        }
+        impl Cursor<'_> {
+            fn take(&mut self, n: usize) -> Result<std::ops::Range<usize>, Error> {
+                if self.data.len() - self.at < n {
+                    return Err(Error::Storage("snapshot is truncated".into()));
+                }
+                self.at += n;
+                Ok(self.at - n..self.at)
             }
-            let (head, rest) = b.split_at(n);
-            *b = rest;
-            Ok(head)
+            fn bytes(&mut self, n: usize) -> Result<&[u8], Error> {
+                let r = self.take(n)?;
+                Ok(&self.data[r])
+            }
+            fn u8(&mut self) -> Result<u8, Error> {
+                Ok(self.bytes(1)?[0])
+            }
+            fn u32(&mut self) -> Result<usize, Error> {
+                Ok(u32::from_be_bytes(self.bytes(4)?.try_into().expect("4 bytes")) as usize)
+            }
+            fn u64(&mut self) -> Result<u64, Error> {
+                Ok(u64::from_be_bytes(
+                    self.bytes(8)?.try_into().expect("8 bytes"),
+                ))
+            }
         }
-        fn u32_(b: &mut &[u8]) -> Result<usize, Error> {
-            Ok(u32::from_be_bytes(take(b, 4)?.try_into().expect("4 bytes")) as usize)
-        }
-        fn u64_(b: &mut &[u8]) -> Result<u64, Error> {
-            Ok(u64::from_be_bytes(take(b, 8)?.try_into().expect("8 bytes")))
-        }
-        if take(&mut b, 4)? != MAGIC {
+        let mut c = Cursor { data, at: 0 };
+        if c.bytes(4)? != MAGIC {
             return Err(Error::Storage("not a Jet shard snapshot".into()));
         }
         let mut image = Image::default();
-        let rows = u32_(&mut b)?;
-        for _ in 0..rows {
-            let family = take(&mut b, 1)?[0];
+        for _ in 0..c.u32()? {
+            let family = c.u8()?;
             if family != FAMILY_META && family != FAMILY_INDEX {
                 return Err(Error::Storage(format!("snapshot row family {family}")));
             }
-            let k = u32_(&mut b)?;
-            let k = take(&mut b, k)?.to_vec();
-            let v = u32_(&mut b)?;
-            let v = take(&mut b, v)?.to_vec();
+            let k = c.u32()?;
+            let k = c.bytes(k)?.to_vec();
+            let v = c.u32()?;
+            let v = c.bytes(v)?.to_vec();
             image.rows.push((family, k, v));
         }
-        let entries = u32_(&mut b)?;
-        for _ in 0..entries {
-            let index = u64_(&mut b)?;
-            let term = u64_(&mut b)?;
-            let kind = take(&mut b, 1)?[0];
-            let entry_type = match kind {
+        for _ in 0..c.u32()? {
+            let index = c.u64()?;
+            let term = c.u64()?;
+            let entry_type = match c.u8()? {
                 0 => EntryType::EntryNormal,
                 1 => EntryType::EntryConfChange,
                 2 => EntryType::EntryConfChangeV2,
                 k => return Err(Error::Storage(format!("snapshot entry type {k}"))),
             };
-            let n = u32_(&mut b)?;
+            let n = c.u32()?;
+            let range = c.take(n)?;
             let mut e = Entry {
                 index,
                 term,
-                data: take(&mut b, n)?.to_vec().into(),
+                data: data.slice(range),
                 ..Default::default()
             };
             e.set_entry_type(entry_type);
             image.entries.push(e);
         }
-        if !b.is_empty() {
+        if c.at != data.len() {
             return Err(Error::Storage("trailing bytes after the snapshot".into()));
         }
         Ok(image)
@@ -243,26 +257,11 @@ impl Machine {
                 self.metadata = doc;
             } else if let Some(tp) = keys::parse_partition_state(k) {
                 let state = PartitionState::decode(v)?;
-                let Some(status) = self.shared.shards.get(state.shard as usize) else {
-                    return Err(Error::Storage(format!(
-                        "snapshot partition on unknown shard {}",
-                        state.shard
-                    )));
-                };
-                let handle = PartitionHandle::new(
-                    tp,
-                    status.clone(),
-                    &state,
-                    self.shared.tail_budget.clone(),
-                );
-                self.parts.insert(
-                    tp,
-                    Part {
-                        state,
-                        handle,
-                        producers: HashMap::new(),
-                    },
-                );
+                let shard = state.shard;
+                let part = Part::new(tp, state, &self.shared).ok_or_else(|| {
+                    Error::Storage(format!("snapshot partition on unknown shard {shard}"))
+                })?;
+                self.parts.insert(tp, part);
                 created.push(tp);
             } else if let Some((tp, pid)) = keys::parse_producer_state(k) {
                 let entry = ProducerEntry::decode(v)
@@ -301,8 +300,7 @@ impl Driver {
         let now = self.clock.now();
         for i in 0..self.shards.len() {
             let s = &self.shards[i];
-            let wanted = s.raw.store().snapshot_wanted();
-            if wanted == 0 {
+            if !s.raw.store().snapshot_wanted() {
                 if s.prepared_at
                     .is_some_and(|t| now.duration_since(t) >= PREPARED_TTL)
                 {
@@ -447,18 +445,27 @@ mod tests {
             ],
             entries: vec![e],
         };
-        let bytes = image.encode();
-        assert_eq!(Image::decode(&bytes).unwrap(), image);
+        let bytes = Bytes::from(image.encode());
+        let back = Image::decode(&bytes).unwrap();
+        assert_eq!(back, image);
+        // The entry's data is a slice of the snapshot, not a copy.
+        let at = back.entries[0].data.as_ptr() as usize - bytes.as_ptr() as usize;
+        assert_eq!(&bytes[at..at + 5], b"batch");
         for cut in 0..bytes.len() {
             assert!(
-                Image::decode(&bytes[..cut]).is_err(),
+                Image::decode(&bytes.slice(..cut)).is_err(),
                 "prefix of {cut} bytes"
             );
         }
-        let mut huge = bytes.clone();
-        huge[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(Image::decode(&huge).is_err());
-        assert!(Image::decode(b"nope").is_err());
+        let changed = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = bytes.to_vec();
+            f(&mut b);
+            Image::decode(&Bytes::from(b))
+        };
+        assert!(changed(&|b| b[4..8].copy_from_slice(&u32::MAX.to_be_bytes())).is_err());
+        assert!(changed(&|b| b.push(0)).is_err(), "trailing bytes");
+        assert!(changed(&|b| b[8] = 9).is_err(), "unknown row family");
+        assert!(Image::decode(&Bytes::from_static(b"nope")).is_err());
     }
 
     #[test]
