@@ -97,7 +97,7 @@ pub struct Args {
     )]
     pub data_dir: PathBuf,
 
-    /// Number of data shards (Raft groups holding partitions)
+    /// Data shards (Raft groups holding partitions) per node: a new cluster has N × nodes ÷ replication factor, and adds shards as nodes join
     #[arg(long, env = "JET_SHARDS", default_value_t = 4, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub shards: u64,
@@ -327,6 +327,7 @@ impl Args {
         cfg.replication_factor = self.replication_factor;
         cfg.replica_lag_time_max = Duration::from_millis(self.replica_lag_time_max_ms);
         cfg.data_shards = self.shards;
+        cfg.shards_per_node = self.shards;
         cfg.fsync = self.fsync == Fsync::Always;
         cfg.max_batch_bytes = self.max_batch_bytes as usize;
         cfg.max_pending_proposals = self.max_pending_proposals as usize;

@@ -48,10 +48,9 @@ impl Backend for NodeBackend {
         self.0.coordinator_shard(group)
     }
 
-    /// The count groups are placed with (`Node::coordinator_shard` uses the node's config,
-    /// which start-up aligns with the cluster's stored shard count).
+    /// The count groups are placed with: the cluster's data shards when it formed.
     fn shard_count(&self) -> u64 {
-        self.0.config().data_shards
+        self.0.group_shard_count()
     }
 
     fn leader_term(&self, shard: u64) -> Option<u64> {

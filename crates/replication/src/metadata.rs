@@ -13,6 +13,9 @@ use uuid::Uuid;
 use crate::topic_config;
 use crate::Error;
 
+/// Most data shards a cluster grows to.
+pub const MAX_DATA_SHARDS: u64 = 4096;
+
 /// Kafka's limit on topic name length.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
@@ -21,15 +24,28 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
 pub struct ClusterMetadata {
     /// Topics by name.
     pub topics: BTreeMap<String, TopicMeta>,
-    /// Where the next partition is placed (round robin over data shards).
-    pub placement_cursor: u64,
     /// The next unallocated producer id.
     #[serde(default)]
     pub next_producer_id: i64,
-    /// Data shards of the cluster (ids `1..=data_shards`): replicated, set once by
-    /// [`MetaCommand::Init`], so placement never depends on a node's flags.
+    /// Data shards of the cluster (ids `1..=data_shards`): replicated, set by
+    /// [`MetaCommand::Init`] and grown by [`MetaCommand::AddShards`] as nodes join, so
+    /// placement never depends on a node's flags.
     #[serde(default)]
     pub data_shards: u64,
+    /// The data shards consumer groups are hashed over (the count the cluster was formed
+    /// with): fixed, so a group's coordinator shard never moves. 0 in metadata made before
+    /// shards could grow: `data_shards`, which then never grew.
+    #[serde(default)]
+    pub group_shards: u64,
+    /// Data shard replicas per node the cluster aims for (`--shards` at forming): the shard
+    /// count grows to about this × members ÷ replication factor. 0 in metadata made before
+    /// shards could grow: the count stays.
+    #[serde(default)]
+    pub shards_per_node: u64,
+    /// The first voters of the shards [`MetaCommand::AddShards`] made: their configuration
+    /// at index 0, which a replica that missed the command starts from.
+    #[serde(default)]
+    pub initial_voters: BTreeMap<u64, Vec<u64>>,
     /// The nodes the cluster was formed with, sorted. Empty in a data directory made before
     /// clusters existed: a cluster of this node alone.
     #[serde(default)]
@@ -115,6 +131,18 @@ pub enum MetaCommand {
         /// Replicas per data shard.
         #[serde(default)]
         replication_factor: u64,
+        /// Data shard replicas per node the cluster aims for as it grows (0: never grow).
+        #[serde(default)]
+        shards_per_node: u64,
+    },
+    /// Add data shards `first..first + replicas.len()` (the metadata leader's answer to nodes
+    /// that joined): each replica named here creates the shard with these voters.
+    AddShards {
+        /// The first new shard id: must be `data_shards + 1`, so a repeated proposal is
+        /// refused rather than adding shards twice.
+        first: u64,
+        /// Each new shard's voters, placement order (the first is the preferred leader).
+        replicas: Vec<Vec<u64>>,
     },
     /// Re-place one shard's replicas (the metadata leader's answer to a dead node): the shard's
     /// leader then changes the Raft configuration to match, one step at a time.
@@ -148,6 +176,8 @@ pub enum MetaEffect {
     TopicDeleted(TopicMeta),
     /// The first id of an allocated producer-id block.
     ProducerIds(i64),
+    /// These data shards now exist, with their first voters.
+    ShardsAdded(Vec<(u64, Vec<u64>)>),
 }
 
 /// Checks a topic name as Kafka does.
@@ -219,9 +249,12 @@ impl ClusterMetadata {
                 data_shards,
                 members,
                 replication_factor,
+                shards_per_node,
             } => {
                 if self.data_shards == 0 {
                     self.data_shards = (*data_shards).max(1);
+                    self.group_shards = self.data_shards;
+                    self.shards_per_node = *shards_per_node;
                     if !members.is_empty() {
                         let mut members = members.clone();
                         members.sort_unstable();
@@ -236,6 +269,38 @@ impl ClusterMetadata {
                     }
                 }
                 Ok(MetaEffect::None)
+            }
+            MetaCommand::AddShards { first, replicas } => {
+                let valid = |r: &Vec<u64>| {
+                    let mut unique = r.clone();
+                    unique.sort_unstable();
+                    unique.dedup();
+                    !r.is_empty()
+                        && unique.len() == r.len()
+                        && r.iter().all(|n| self.members.contains(n))
+                };
+                if self.members.is_empty()
+                    || *first != self.data_shards + 1
+                    || replicas.is_empty()
+                    || !replicas.iter().all(valid)
+                {
+                    return Err(Error::InvalidRequest(format!(
+                        "shards from {first} with replicas {replicas:?}: the next shard is {} and replicas must be distinct members",
+                        self.data_shards + 1
+                    )));
+                }
+                if self.group_shards == 0 {
+                    self.group_shards = self.data_shards;
+                }
+                let mut added = Vec::with_capacity(replicas.len());
+                for (k, r) in replicas.iter().enumerate() {
+                    let shard = first + k as u64;
+                    self.shard_replicas.insert(shard, r.clone());
+                    self.initial_voters.insert(shard, r.clone());
+                    added.push((shard, r.clone()));
+                }
+                self.data_shards += replicas.len() as u64;
+                Ok(MetaEffect::ShardsAdded(added))
             }
             MetaCommand::AddMember { node } => {
                 if *node == 0 || self.members.is_empty() {
@@ -390,15 +455,50 @@ impl ClusterMetadata {
         }
     }
 
-    /// Places partitions `from..to` on data shards `1..=data_shards`, round robin.
-    fn place(&mut self, from: i32, to: i32, data_shards: u64) -> Vec<(i32, u64)> {
+    /// Places partitions `from..to`, each on the data shard holding the fewest partitions
+    /// (the lowest id among equals), so shards added as the cluster grows fill up first.
+    fn place(&self, from: i32, to: i32, data_shards: u64) -> Vec<(i32, u64)> {
+        let mut load = vec![0usize; data_shards.max(1) as usize];
+        for p in self.topics.values().flat_map(|t| &t.partitions) {
+            if let Some(n) = p
+                .shard
+                .checked_sub(1)
+                .and_then(|i| load.get_mut(i as usize))
+            {
+                *n += 1;
+            }
+        }
         (from..to)
             .map(|p| {
-                let shard = 1 + self.placement_cursor % data_shards.max(1);
-                self.placement_cursor += 1;
-                (p, shard)
+                let (i, n) = load
+                    .iter_mut()
+                    .enumerate()
+                    .min_by_key(|(i, n)| (**n, *i))
+                    .expect("at least one shard");
+                *n += 1;
+                (p, 1 + i as u64)
             })
             .collect()
+    }
+
+    /// The data shards consumer groups are hashed over (fixed when the cluster formed).
+    pub fn group_shard_count(&self) -> u64 {
+        if self.group_shards > 0 {
+            self.group_shards
+        } else {
+            self.data_shards
+        }
+    }
+
+    /// The data shard count the cluster aims for with its members: never fewer than it has.
+    pub fn wanted_data_shards(&self) -> u64 {
+        if self.shards_per_node == 0 || self.members.is_empty() {
+            return self.data_shards;
+        }
+        let rf = self.replication_factor.max(1) as usize;
+        crate::placement::data_shard_count(self.shards_per_node, self.members.len(), rf)
+            .min(MAX_DATA_SHARDS)
+            .max(self.data_shards)
     }
 }
 
@@ -423,6 +523,7 @@ mod tests {
             data_shards: 2,
             members: vec![1, 2, 3],
             replication_factor: 3,
+            shards_per_node: 2,
         })
         .unwrap();
         assert_eq!(m.replication_factor, 3);
@@ -457,6 +558,56 @@ mod tests {
             ..Default::default()
         };
         assert!(old.apply(&MetaCommand::AddMember { node: 2 }).is_err());
+    }
+
+    #[test]
+    fn shards_grow_with_members_and_new_partitions_fill_them_first() {
+        let mut m = ClusterMetadata::default();
+        m.apply(&MetaCommand::Init {
+            data_shards: 2,
+            members: vec![1, 2, 3],
+            replication_factor: 3,
+            shards_per_node: 2,
+        })
+        .unwrap();
+        assert_eq!((m.data_shards, m.wanted_data_shards()), (2, 2));
+        m.apply(&create("old", 4)).unwrap();
+        m.apply(&MetaCommand::AddMember { node: 4 }).unwrap();
+        m.apply(&MetaCommand::AddMember { node: 5 }).unwrap();
+        m.apply(&MetaCommand::AddMember { node: 6 }).unwrap();
+        // 2 per node × 6 nodes ÷ 3 replicas.
+        assert_eq!(m.wanted_data_shards(), 4);
+        let add = |first, replicas: Vec<Vec<u64>>| MetaCommand::AddShards { first, replicas };
+        let before = m.clone();
+        for bad in [
+            add(4, vec![vec![4, 5, 6]]),         // not the next id
+            add(3, vec![vec![4, 5, 9]]),         // not a member
+            add(3, vec![vec![4, 4, 5]]),         // not distinct
+            add(3, vec![vec![4, 5, 6], vec![]]), // empty
+            add(3, vec![]),
+        ] {
+            assert!(
+                matches!(m.apply(&bad), Err(Error::InvalidRequest(_))),
+                "{bad:?}"
+            );
+            assert_eq!(m, before);
+        }
+        let eff = m
+            .apply(&add(3, vec![vec![4, 5, 6], vec![5, 6, 4]]))
+            .unwrap();
+        assert_eq!(
+            eff,
+            MetaEffect::ShardsAdded(vec![(3, vec![4, 5, 6]), (4, vec![5, 6, 4])])
+        );
+        // The same proposal twice adds nothing more.
+        assert!(m.apply(&add(3, vec![vec![4, 5, 6]])).is_err());
+        assert_eq!((m.data_shards, m.group_shard_count()), (4, 2));
+        assert_eq!(m.initial_voters[&4], vec![5, 6, 4]);
+        // Shards 1 and 2 hold two partitions each: the next four go to 3 and 4 first.
+        let MetaEffect::PartitionsCreated(_, placed) = m.apply(&create("new", 6)).unwrap() else {
+            panic!("expected partitions");
+        };
+        assert_eq!(placed, vec![(0, 3), (1, 4), (2, 3), (3, 4), (4, 1), (5, 2)]);
     }
 
     #[test]

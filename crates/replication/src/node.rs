@@ -93,7 +93,8 @@ pub(crate) struct Shared {
     pub metadata: RwLock<Arc<ClusterMetadata>>,
     pub partitions: RwLock<HashMap<TopicPartition, PartitionHandle>>,
     pub tail_budget: Arc<crate::partition::TailBudget>,
-    pub shards: Vec<Arc<ShardStatus>>,
+    /// Every shard id's status, by id: grows when the cluster adds shards, never shrinks.
+    shards: RwLock<Vec<Arc<ShardStatus>>>,
     /// Bumped whenever partitions are created or deleted here.
     pub partitions_changed: watch::Sender<u64>,
     /// Set, with its cause, when the driver stopped on an error: the node can serve nothing.
@@ -103,7 +104,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// The shared state of a node with `config.data_shards` data shards.
     pub(crate) fn new(config: &NodeConfig) -> Arc<Shared> {
-        Arc::new(Shared {
+        let shared = Arc::new(Shared {
             stop: std::sync::atomic::AtomicBool::new(false),
             metadata: RwLock::new(Arc::new(ClusterMetadata::default())),
             partitions: RwLock::new(HashMap::new()),
@@ -111,23 +112,44 @@ impl Shared {
                 config.tail_cache_bytes,
                 config.tail_cache_partition_bytes,
             ),
-            shards: (0..=config.data_shards)
-                .map(|id| {
-                    Arc::new(ShardStatus {
-                        id,
-                        ..Default::default()
-                    })
-                })
-                .collect(),
+            shards: RwLock::new(Vec::new()),
             partitions_changed: watch::channel(0).0,
             failed: watch::channel(None).0,
-        })
+        });
+        shared.grow_shards(config.data_shards);
+        shared
+    }
+
+    /// The status of shard `id`, if the cluster has that shard.
+    pub(crate) fn shard(&self, id: u64) -> Option<Arc<ShardStatus>> {
+        let shards = self.shards.read().expect("shards lock");
+        shards.get(usize::try_from(id).ok()?).cloned()
+    }
+
+    /// Every shard's status, by id.
+    pub(crate) fn all_shards(&self) -> Vec<Arc<ShardStatus>> {
+        self.shards.read().expect("shards lock").clone()
+    }
+
+    /// Makes statuses for shard ids up to `last` (the cluster added shards).
+    pub(crate) fn grow_shards(&self, last: u64) {
+        if (self.shards.read().expect("shards lock").len() as u64) > last {
+            return;
+        }
+        let mut shards = self.shards.write().expect("shards lock");
+        while (shards.len() as u64) <= last {
+            let id = shards.len() as u64;
+            shards.push(Arc::new(ShardStatus {
+                id,
+                ..Default::default()
+            }));
+        }
     }
 
     /// Records that the driver stopped on an error.
     pub(crate) fn fail(&self, cause: String) {
         tracing::error!(%cause, "the raft driver stopped");
-        for s in &self.shards {
+        for s in self.all_shards() {
             s.is_leader
                 .store(false, std::sync::atomic::Ordering::Release);
         }
@@ -207,12 +229,13 @@ impl Node {
                 "this node belongs to a cluster of {stored_members} nodes: start it with --seeds (the flags it was started with)"
             )));
         }
-        // The number of data shards is cluster state, fixed when the cluster was made.
+        // The number of data shards is cluster state: set when the cluster was made, grown by
+        // the cluster as nodes join.
         if stored_shards > 0 && stored_shards != config.data_shards {
-            tracing::warn!(
+            tracing::info!(
                 stored = stored_shards,
                 flag = config.data_shards,
-                "the cluster has {stored_shards} data shards; --shards applies to new clusters only"
+                "the cluster has {stored_shards} data shards; --shards sets the count of new clusters only"
             );
             config.data_shards = stored_shards;
         }
@@ -292,8 +315,7 @@ impl Node {
                 .map(|pm| pm.shard);
             shard.is_none_or(|s| {
                 self.shared
-                    .shards
-                    .get(s as usize)
+                    .shard(s)
                     .is_some_and(|st| st.local.load(std::sync::atomic::Ordering::Acquire))
             })
         };
@@ -344,15 +366,12 @@ impl Node {
 
     /// The leader epoch of a shard's partitions.
     pub fn leader_epoch(&self, shard: u64) -> i32 {
-        self.shared
-            .shards
-            .get(shard as usize)
-            .map_or(-1, |s| s.leader_epoch())
+        self.shared.shard(shard).map_or(-1, |s| s.leader_epoch())
     }
 
     /// The status of shard `shard` (leadership and term).
     pub fn shard_status(&self, shard: u64) -> Option<Arc<ShardStatus>> {
-        self.shared.shards.get(shard as usize).cloned()
+        self.shared.shard(shard)
     }
 
     /// The store (used by the group coordinator to read its records at start-up).
@@ -482,10 +501,20 @@ impl Node {
         }
     }
 
-    /// The data shard that coordinates consumer group `group`: `1 + hash(group) mod shards`.
-    /// The hash is FNV-1a, fixed so that placement never changes between versions.
+    /// The data shard that coordinates consumer group `group`: `1 + hash(group) mod n`, with
+    /// `n` the data shards the cluster formed with ([`Node::group_shard_count`]). The hash is
+    /// FNV-1a, fixed so that placement never changes between versions.
     pub fn coordinator_shard(&self, group: &str) -> u64 {
-        crate::placement::group_shard(group.as_bytes(), self.config.data_shards)
+        crate::placement::group_shard(group.as_bytes(), self.group_shard_count())
+    }
+
+    /// The data shards consumer groups are placed on (`1..=n`): the cluster's count when it
+    /// formed, which shards added later do not change.
+    pub fn group_shard_count(&self) -> u64 {
+        match self.metadata().group_shard_count() {
+            0 => self.config.data_shards,
+            n => n,
+        }
     }
 
     /// Writes consumer-group records (keys must start with `jet_storage::keys::META_GROUP_PREFIX`)
@@ -495,8 +524,8 @@ impl Node {
         shard: u64,
         ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), Error> {
-        if shard == 0 || shard > self.config.data_shards {
-            return Err(Error::InvalidRequest(format!("no data shard {shard}")));
+        if shard == 0 || shard > self.group_shard_count() {
+            return Err(Error::InvalidRequest(format!("no group shard {shard}")));
         }
         self.ask(|tx| DriverMsg::GroupWrite { shard, ops, tx })
             .await

@@ -126,6 +126,44 @@ pub fn replace_dead(
     out
 }
 
+/// The voters of `count` new data shards: each on the `replication_factor` live members holding
+/// the fewest data replicas (counting the shards placed before it; ties to the lower id), led
+/// first by the one of them that is the preferred leader of the fewest shards, so replicas and
+/// leaders of a grown cluster stay spread.
+pub fn new_shard_replicas(
+    current: &BTreeMap<u64, Vec<u64>>,
+    members: &[u64],
+    dead: &[u64],
+    replication_factor: u64,
+    count: u64,
+) -> Vec<Vec<u64>> {
+    let alive = alive(members, dead);
+    if alive.is_empty() {
+        return Vec::new();
+    }
+    let rf = (replication_factor.max(1) as usize).min(alive.len());
+    let mut load = data_load(current, &alive);
+    let mut leads: BTreeMap<u64, usize> = alive.iter().map(|m| (*m, 0)).collect();
+    for (shard, replicas) in current {
+        if let (true, Some(n)) = (*shard != 0, replicas.first().and_then(|f| leads.get_mut(f))) {
+            *n += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let mut by_load: Vec<(usize, u64)> = load.iter().map(|(m, n)| (*n, *m)).collect();
+        by_load.sort_unstable();
+        let mut chosen: Vec<u64> = by_load.iter().take(rf).map(|(_, m)| *m).collect();
+        chosen.sort_by_key(|m| (leads[m], load[m], *m));
+        for m in &chosen {
+            *load.get_mut(m).expect("alive member") += 1;
+        }
+        *leads.get_mut(&chosen[0]).expect("alive member") += 1;
+        out.push(chosen);
+    }
+    out
+}
+
 /// Where replicas should be, from where they are: dead replicas re-placed
 /// ([`replace_dead`]), shards below the replication factor grown onto live nodes (a cluster
 /// that started smaller than it is now), the metadata shard's voters grown to
@@ -356,5 +394,20 @@ mod tests {
         assert_eq!(p[&1], vec![1, 2]);
         assert_eq!(p[&2], vec![2, 1]);
         assert_eq!(metadata_voters(&[1, 2, 3, 4]), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn new_shards_go_to_the_least_loaded_nodes_and_spread_leaders() {
+        // 4 data shards on nodes 1–3 (3 replicas each), then node 4 joined.
+        let current = place_shards(&[1, 2, 3], 4, 3);
+        let added = new_shard_replicas(&current, &[1, 2, 3, 4], &[], 3, 1);
+        // The empty node, then the two least loaded; node 4 leads none yet, node 2 leads one
+        // shard and node 1 two.
+        assert_eq!(added, vec![vec![4, 2, 1]]);
+        // A dead member gets none; the new nodes take replicas first, and each new shard has
+        // another preferred leader.
+        let added = new_shard_replicas(&current, &[1, 2, 3, 4, 5], &[3], 3, 2);
+        assert_eq!(added, vec![vec![4, 5, 1], vec![5, 4, 2]]);
+        assert!(new_shard_replicas(&current, &[1, 2, 3], &[1, 2, 3], 3, 1).is_empty());
     }
 }

@@ -289,6 +289,31 @@ impl Store {
         self.db.cancel_all_background_work(true);
     }
 
+    /// The shards a replica of which is stored here (those with a configuration), ascending.
+    pub fn stored_shards(&self) -> Result<Vec<u64>, StorageError> {
+        let cf = self.cf(CF_RAFT_STATE);
+        let mut out = Vec::new();
+        let mut it = self.db.raw_iterator_cf(cf);
+        it.seek_to_first();
+        while let Some(k) = it.key() {
+            if k.len() == 9 && k[8] == RaftStateField::ConfState as u8 {
+                out.push(u64::from_be_bytes(k[..8].try_into().expect("8 bytes")));
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// Whether a replica of `shard` is stored here (it has a configuration).
+    pub fn has_shard(&self, shard: u64) -> Result<bool, StorageError> {
+        let cf = self.cf(CF_RAFT_STATE);
+        Ok(self
+            .db
+            .get_pinned_cf(cf, keys::raft_state(shard, RaftStateField::ConfState))?
+            .is_some())
+    }
+
     /// Loads a shard's raft state and the entries it has not applied yet; `None` when the
     /// shard was never created here. Applied entries stay on disk (the partition logs point
     /// into them) and are read from there when needed, so start-up time does not grow with the

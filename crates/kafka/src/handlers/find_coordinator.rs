@@ -1,8 +1,9 @@
 //! FindCoordinator (key 10), versions 0–6: where a group's (or transaction's) coordinator is.
 //!
-//! A consumer group's coordinator is the leader of shard `1 + hash(group) mod data_shards`
-//! (`Node::coordinator_shard`): this node, at [`Ctx::advertised`], when it leads that shard and
-//! serves its groups; another node, at the client address it publishes in gossip
+//! A consumer group's coordinator is the leader of shard `1 + hash(group) mod n`, with `n` the
+//! data shards the cluster formed with (`Node::coordinator_shard`; shards added later hold no
+//! groups): this node, at [`Ctx::advertised`], when it leads that shard and serves its groups;
+//! another node, at the client address it publishes in gossip
 //! ([`Ctx::broker_endpoint`]), when that node leads it. While the shard has no known leader (an
 //! election), or its leader's address is not known yet, the answer is COORDINATOR_NOT_AVAILABLE,
 //! which clients retry. Jet has no transaction (or share-group) coordinator: those key types answer

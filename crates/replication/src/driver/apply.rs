@@ -33,10 +33,15 @@ pub(crate) struct Part {
 }
 
 impl Part {
-    /// A partition with `state` and no producers yet; `None` when its shard is not one of this
-    /// node's shard ids.
+    /// A partition with `state` and no producers yet; `None` when its shard id is beyond any
+    /// cluster's.
     pub fn new(tp: TopicPartition, state: PartitionState, shared: &Shared) -> Option<Part> {
-        let status = shared.shards.get(state.shard as usize)?;
+        // A snapshot of a shard the cluster added can be stored ahead of the metadata that
+        // added it (after a crash, the metadata's apply runs again).
+        if state.shard <= crate::metadata::MAX_DATA_SHARDS {
+            shared.grow_shards(state.shard);
+        }
+        let status = shared.shard(state.shard)?;
         let handle = PartitionHandle::new(tp, status.clone(), &state, shared.tail_budget.clone());
         Some(Part {
             state,
@@ -492,6 +497,8 @@ impl Machine {
 
     fn apply_meta(&mut self, cmd: MetaCommand, turn: &mut Turn) -> Result<MetaEffect, Error> {
         let effect = self.metadata.apply(&cmd)?;
+        // Partitions of shards the cluster added find their shard's status from now on.
+        self.shared.grow_shards(self.metadata.data_shards);
         turn.publish.metadata = true;
         Ok(effect)
     }

@@ -97,6 +97,7 @@ fn build_log(ops: &[Op]) -> Log {
             data_shards: DATA_SHARDS,
             members: Vec::new(),
             replication_factor: 1,
+            shards_per_node: 0,
         }),
     );
     push(

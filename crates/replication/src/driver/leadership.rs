@@ -31,7 +31,7 @@ impl Driver {
         let now = self.clock.now();
         let mut gained = false;
         for s in &mut self.shards {
-            let Some(status) = self.shared.shards.get(s.id as usize) else {
+            let Some(status) = self.shared.shard(s.id) else {
                 continue;
             };
             let leads = s.raw.raft.state == StateRole::Leader;
@@ -67,7 +67,7 @@ impl Driver {
         if self.members_due || first {
             self.members_due = false;
             let me = self.config.node_id;
-            for status in &self.shared.shards {
+            for status in self.shared.all_shards() {
                 let replicas = self.machine.metadata.shard_replicas(status.id, me);
                 let mut m = status.members.lock().unwrap_or_else(|p| p.into_inner());
                 m.replicas = replicas;
@@ -101,7 +101,7 @@ impl Driver {
                     *id == me || now.duration_since(*s.caught_up.get(id).unwrap_or(&since)) <= lag
                 })
                 .collect();
-            if let Some(status) = self.shared.shards.get(s.id as usize) {
+            if let Some(status) = self.shared.shard(s.id) {
                 let mut m = status.members.lock().unwrap_or_else(|p| p.into_inner());
                 m.isr = isr;
             }

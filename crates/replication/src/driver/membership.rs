@@ -71,7 +71,23 @@ impl Driver {
             &dead,
             md.replication_factor,
         );
-        if joining.is_empty() && moves.is_empty() {
+        // Shards are added once the nodes that joined are members, and before replicas move:
+        // new shards go to the least loaded nodes (the new ones), so fewer replicas move.
+        let wanted = md.wanted_data_shards();
+        let grow = (joining.is_empty() && wanted > md.data_shards)
+            .then(|| {
+                let replicas = crate::placement::new_shard_replicas(
+                    &md.shard_replicas,
+                    &md.members,
+                    &dead,
+                    md.replication_factor,
+                    wanted - md.data_shards,
+                );
+                let first = md.data_shards + 1;
+                (!replicas.is_empty()).then_some(MetaCommand::AddShards { first, replicas })
+            })
+            .flatten();
+        if joining.is_empty() && moves.is_empty() && grow.is_none() {
             return;
         }
         self.last_replacement = Some(now);
@@ -79,6 +95,11 @@ impl Driver {
             tracing::info!(node, "admitting a node that joined the cluster");
             let data = Command::Meta(MetaCommand::AddMember { node }).encode();
             self.propose(METADATA_SHARD, data, Waiters::Nobody);
+        }
+        if let Some(cmd) = grow {
+            tracing::info!(?cmd, "adding data shards: the cluster grew");
+            self.propose(METADATA_SHARD, Command::Meta(cmd).encode(), Waiters::Nobody);
+            return;
         }
         for (shard, replicas) in moves {
             tracing::info!(shard, ?replicas, dead = ?dead, "placing the shard's replicas");
@@ -248,18 +269,121 @@ impl Driver {
         if !wanted || !named || shard > self.machine.metadata.data_shards {
             return false;
         }
-        let Some(status) = self.shared.shards.get(shard as usize) else {
-            return false;
-        };
-        let log = ShardLog::bootstrap(self.store.clone(), shard, ConfState::default());
-        let raw = match new_raw_node(&self.config, shard, log) {
-            Ok(raw) => raw,
+        // A replica stored here already (with its votes) is started as it is.
+        match self.store.has_shard(shard) {
+            Ok(false) => {}
+            Ok(true) => {
+                let started = self
+                    .store
+                    .load_shard(shard)
+                    .map_err(Error::from)
+                    .and_then(|log| {
+                        let log = log.ok_or_else(|| Error::Storage("gone".into()))?;
+                        self.add_local_shard(shard, log, false)
+                    });
+                return match started {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(shard, error = %e, "cannot start the stored replica");
+                        false
+                    }
+                };
+            }
             Err(e) => {
                 tracing::warn!(shard, error = %e, "cannot create a replica");
                 return false;
             }
+        }
+        // A shard the cluster added starts from its first voters (the configuration at index
+        // 0, which this replica missed when a metadata snapshot skipped the command): the
+        // leader's entries from index 1 on, or its snapshot, then apply as on any replica.
+        // Any other shard's first configuration comes with the snapshot it gets.
+        let voters = md.initial_voters.get(&shard).cloned().unwrap_or_default();
+        let cs = ConfState {
+            voters,
+            ..Default::default()
         };
-        tracing::info!(shard, "creating a replica of the shard on this node");
+        if !cs.voters.is_empty() {
+            // Stored before the replica can vote, so a restart finds it with its votes.
+            let mut wb = self.store.batch();
+            let stored = wb
+                .put_conf_state(shard, &cs)
+                .map_err(Error::from)
+                .and_then(|()| Ok(self.store.write(wb, true)?));
+            if let Err(e) = stored {
+                tracing::warn!(shard, error = %e, "cannot create a replica");
+                return false;
+            }
+        }
+        let log = ShardLog::bootstrap(self.store.clone(), shard, cs);
+        match self.add_local_shard(shard, log, false) {
+            Ok(()) => {
+                tracing::info!(shard, "creating a replica of the shard on this node");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(shard, error = %e, "cannot create a replica");
+                false
+            }
+        }
+    }
+
+    /// Applying [`MetaCommand::AddShards`]: the new shards this node is a voter of get their
+    /// first configuration, in the apply's write (unless a replica of the shard is already
+    /// stored: the command is being applied again after a crash). The replicas start after the
+    /// write ([`Driver::start_added_shards`]).
+    pub(super) fn shards_added(
+        &mut self,
+        added: &[(u64, Vec<u64>)],
+        wb: &mut jet_storage::Batch,
+    ) -> Result<(), Error> {
+        let me = self.config.node_id;
+        for (shard, voters) in added {
+            if !voters.contains(&me) || self.shard_ref(*shard).is_some() {
+                continue;
+            }
+            if !self.store.has_shard(*shard)? {
+                let cs = ConfState {
+                    voters: voters.clone(),
+                    ..Default::default()
+                };
+                wb.put_conf_state(*shard, &cs)?;
+            }
+            self.added_shards
+                .push((*shard, voters.first() == Some(&me)));
+        }
+        Ok(())
+    }
+
+    /// Starts the replicas [`Driver::shards_added`] stored; the preferred leader stands at
+    /// once, so a new shard serves without waiting an election timeout.
+    pub(super) fn start_added_shards(&mut self) -> Result<(), Error> {
+        for (shard, preferred) in std::mem::take(&mut self.added_shards) {
+            if self.shard_ref(shard).is_some() {
+                continue;
+            }
+            let log = self.store.load_shard(shard)?.ok_or_else(|| {
+                Error::Storage(format!("shard {shard} was added but is not stored"))
+            })?;
+            let fresh = log.hard_state().term == 0;
+            tracing::info!(shard, "starting a replica of a shard the cluster added");
+            self.add_local_shard(shard, log, preferred && fresh)?;
+        }
+        Ok(())
+    }
+
+    /// Runs a replica of `shard` over `log` on this node.
+    fn add_local_shard(&mut self, shard: u64, log: ShardLog, campaign: bool) -> Result<(), Error> {
+        self.shared.grow_shards(shard);
+        let status = self
+            .shared
+            .shard(shard)
+            .ok_or_else(|| Error::Storage(format!("no status for shard {shard}")))?;
+        let mut raw = new_raw_node(&self.config, shard, log)?;
+        if campaign {
+            raw.campaign()
+                .map_err(|e| Error::Storage(format!("shard {shard}: {e}")))?;
+        }
         status
             .local
             .store(true, std::sync::atomic::Ordering::Release);
@@ -269,7 +393,8 @@ impl Driver {
         self.slots[shard as usize] = Some(self.shards.len());
         let now = self.clock.now();
         self.shards.push(new_shard(shard, raw, now));
-        true
+        self.members_due = true;
+        Ok(())
     }
 
     /// Applies a committed configuration change of shard slot `i`; the new configuration is

@@ -266,6 +266,9 @@ struct Driver {
     liveness_known: bool,
     /// When the metadata leader last re-placed dead nodes' replicas.
     last_replacement: Option<Instant>,
+    /// Shards the cluster added that this node is to start a replica of, after the apply
+    /// write that stored their configuration (and whether it is the preferred leader).
+    added_shards: Vec<(u64, bool)>,
 }
 
 /// The transport and its inbound messages, for a node in a cluster.
@@ -736,6 +739,7 @@ impl Driver {
                 data_shards: self.config.data_shards,
                 members: self.config.members.clone(),
                 replication_factor: self.config.replication_factor,
+                shards_per_node: self.config.shards_per_node,
             };
             self.propose(
                 METADATA_SHARD,

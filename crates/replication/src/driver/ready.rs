@@ -14,6 +14,7 @@ use super::apply::{self, Applied, Turn};
 use super::network::Outbox;
 use super::telemetry;
 use super::{Driver, Waiters};
+use crate::metadata::MetaEffect;
 use crate::Error;
 
 impl Driver {
@@ -100,7 +101,16 @@ impl Driver {
                 ) {
                     self.apply_conf_change(i, e, &mut turn.wb)?;
                 }
-                let applied = match self.machine.apply_entry(id, e, &mut turn) {
+                let applied = self.machine.apply_entry(id, e, &mut turn);
+                if let Applied::Meta(Ok(MetaEffect::ShardsAdded(added)))
+                | Applied::ForwardedMeta {
+                    result: Ok(MetaEffect::ShardsAdded(added)),
+                    ..
+                } = &applied
+                {
+                    self.shards_added(added, &mut turn.wb)?;
+                }
+                let applied = match applied {
                     Applied::ForwardedMeta {
                         origin,
                         seq,
@@ -129,6 +139,7 @@ impl Driver {
         self.machine.finish_writes(&mut turn)?;
         let truncate = std::mem::take(&mut turn.publish.truncate);
         self.store.write_unlogged(turn.wb)?;
+        self.start_added_shards()?;
         self.send(&mut outbox);
         self.publish(turn.publish, answers);
         self.truncate_agreed(truncate)?;

@@ -33,6 +33,7 @@ impl Machine {
         shared: Arc<Shared>,
         metadata: ClusterMetadata,
     ) -> Result<Machine, Error> {
+        shared.grow_shards(metadata.data_shards);
         let mut parts = HashMap::new();
         for (tp, state) in store.load_partition_states()? {
             let shard = state.shard;
@@ -99,7 +100,18 @@ impl Driver {
         // Shards are only ever created with the cluster: a data directory that holds the
         // metadata shard never bootstraps another (its members were fixed when it was made).
         let mut new_cluster = !config.join;
-        for id in 0..=config.data_shards {
+        // Every stored replica, also of shards the cluster added after the metadata this
+        // node stored last (a crash can lose the metadata's apply but not the replica).
+        let mut ids: Vec<u64> = (0..=config.data_shards).collect();
+        ids.extend(store.stored_shards()?);
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if id > crate::metadata::MAX_DATA_SHARDS {
+                return Err(Error::Storage(format!(
+                    "a replica of shard {id} is stored: no cluster has that shard"
+                )));
+            }
             let (log, fresh, preferred) = match store.load_shard(id)? {
                 Some(found) => {
                     if id == METADATA_SHARD {
@@ -149,10 +161,14 @@ impl Driver {
                     .campaign()
                     .map_err(|e| Error::Storage(format!("shard {id}: {e}")))?;
             }
-            if let Some(status) = shared.shards.get(id as usize) {
+            shared.grow_shards(id);
+            if let Some(status) = shared.shard(id) {
                 status
                     .local
                     .store(true, std::sync::atomic::Ordering::Release);
+            }
+            if slots.len() <= id as usize {
+                slots.resize(id as usize + 1, None);
             }
             slots[id as usize] = Some(shards.len());
             shards.push(shard);
@@ -190,6 +206,7 @@ impl Driver {
             alive: Default::default(),
             liveness_known: false,
             last_replacement: None,
+            added_shards: Vec::new(),
         })
     }
 }

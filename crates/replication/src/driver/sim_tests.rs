@@ -79,9 +79,10 @@ impl PeerSink for SimNet {
     }
 }
 
-/// A driver of node `node` (one of `members`) on its own RocksDB in `dir`, sending into the
-/// simulated network `queue`, with the simulated clock `(base, ms)` and raft-rs's election
-/// timeout fixed: what every simulation runs.
+/// A driver of node `node` on its own RocksDB in `dir`, sending into the simulated network
+/// `queue`, with the simulated clock `(base, ms)` and raft-rs's election timeout fixed: what
+/// every simulation runs. A node among `members` forms the cluster with them; any other node
+/// joins the running cluster.
 pub(super) fn sim_driver(
     dir: &Path,
     node: u64,
@@ -93,7 +94,11 @@ pub(super) fn sim_driver(
     let mut config = NodeConfig::new(dir.to_path_buf());
     config.node_id = node;
     config.data_shards = data_shards;
-    config.members = members.to_vec();
+    if members.contains(&node) {
+        config.members = members.to_vec();
+    } else {
+        config.join = true;
+    }
     config.replication_factor = 3;
     config.fsync = false;
     config.election_ticks = (10, 11);

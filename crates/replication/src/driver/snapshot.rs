@@ -160,13 +160,13 @@ impl Image {
 
 /// The data shard a consumer group's record belongs to (its coordinator shard), from the
 /// record's key: `g` · u16 length · group · …
-pub(crate) fn group_record_shard(key: &[u8], data_shards: u64) -> Option<u64> {
+pub(crate) fn group_record_shard(key: &[u8], group_shards: u64) -> Option<u64> {
     if key.first() != Some(&META_GROUP_PREFIX) || key.len() < 3 {
         return None;
     }
     let n = u16::from_be_bytes([key[1], key[2]]) as usize;
     let name = key.get(3..3 + n)?;
-    Some(crate::placement::group_shard(name, data_shards))
+    Some(crate::placement::group_shard(name, group_shards))
 }
 
 impl Machine {
@@ -201,9 +201,9 @@ impl Machine {
                 rows.push((FAMILY_INDEX, k, v));
             }
         }
-        let data_shards = self.metadata.data_shards;
+        let group_shards = self.metadata.group_shard_count();
         for (k, v) in self.store.scan_meta(&[META_GROUP_PREFIX])? {
-            if group_record_shard(&k, data_shards) == Some(shard) {
+            if group_record_shard(&k, group_shards) == Some(shard) {
                 rows.push((FAMILY_META, k, v));
             }
         }
@@ -228,9 +228,9 @@ impl Machine {
             wb.delete_partition(tp);
         }
         if shard != METADATA_SHARD {
-            let data_shards = self.metadata.data_shards;
+            let group_shards = self.metadata.group_shard_count();
             for (k, _) in self.store.scan_meta(&[META_GROUP_PREFIX])? {
-                if group_record_shard(&k, data_shards) == Some(shard) {
+                if group_record_shard(&k, group_shards) == Some(shard) {
                     wb.delete_meta(&k);
                 }
             }
@@ -255,6 +255,7 @@ impl Machine {
                 let doc: ClusterMetadata = serde_json::from_slice(v)
                     .map_err(|e| Error::Storage(format!("snapshot metadata: {e}")))?;
                 self.metadata = doc;
+                self.shared.grow_shards(self.metadata.data_shards);
             } else if let Some(tp) = keys::parse_partition_state(k) {
                 let state = PartitionState::decode(v)?;
                 let shard = state.shard;

@@ -13,8 +13,12 @@ pub struct NodeConfig {
     pub node_id: u64,
     /// Directory of the node's RocksDB.
     pub data_dir: PathBuf,
-    /// Data shards on this node (shard ids `1..=data_shards`; shard 0 is metadata).
+    /// Data shards a new cluster forms with (shard ids `1..=data_shards`; shard 0 is
+    /// metadata). A node restarting or joining uses the cluster's count instead.
     pub data_shards: u64,
+    /// Data shard replicas per node a new cluster aims for as nodes join (`--shards`): it adds
+    /// shards to keep about this × nodes ÷ replication factor. 0: the count never grows.
+    pub shards_per_node: u64,
     /// fsync every Raft write batch (true), or leave flushing to the OS.
     pub fsync: bool,
     /// Largest record batch accepted when a topic does not set `max.message.bytes`.
@@ -67,6 +71,7 @@ impl NodeConfig {
             node_id: 1,
             data_dir,
             data_shards: 4,
+            shards_per_node: 0,
             fsync: true,
             // Kafka's message.max.bytes default.
             max_batch_bytes: 1_048_588,

@@ -95,7 +95,7 @@ impl Node {
     /// The node leading `shard` and the leader epoch (its term): this node's Raft state when it
     /// is a replica of the shard and knows a leader, else the leader's own gossip.
     pub fn shard_leader(&self, shard: u64) -> Option<(u64, i32)> {
-        let status = self.shared.shards.get(shard as usize)?;
+        let status = self.shared.shard(shard)?;
         let leader = status.leader.load(Ordering::Acquire);
         if leader != 0 {
             if leader == self.config.node_id && !status.is_leader.load(Ordering::Acquire) {
@@ -119,7 +119,7 @@ impl Node {
     /// follows it, else what the leader published through gossip, else the replicas gossip
     /// sees alive.
     pub fn shard_isr(&self, shard: u64) -> Vec<u64> {
-        if let Some(status) = self.shared.shards.get(shard as usize) {
+        if let Some(status) = self.shared.shard(shard) {
             let members = status.members();
             if !members.isr.is_empty() {
                 return members.isr;

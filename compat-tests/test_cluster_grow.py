@@ -1,0 +1,156 @@
+"""A cluster adds data shards as it grows: 3 nodes with `--shards 3` (3 data shard replicas
+per node: 3 shards of 3 replicas) and data, then a 4th node joins while an idempotent producer
+writes. The metadata leader admits it and adds a 4th data shard (3 × 4 nodes ÷ 3), and the
+replicas spread until every node holds 3. A topic created afterwards puts its first partition
+on the new shard (the least loaded); its data is written and read back with replication
+factor 3. Consumer groups stay where they were: offsets committed before the growth are there
+after it. Nothing acknowledged is lost or written twice."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+from cluster import (Cluster, ProducerLoad, assert_clean, check_delivery, read_back,
+                     wait_for)
+from conftest import jet_binary, need
+
+
+def shards(node) -> list[dict]:
+    """The shards `node` holds, from its /ready (shard, leader, replicas, isr)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.http_port}/ready", timeout=5) as r:
+        return json.loads(r.read())["shards"]
+
+
+def ready_shards(node) -> list[dict]:
+    try:
+        return shards(node)
+    except urllib.error.HTTPError as e:  # 503 while a shard has no leader: same body
+        return json.loads(e.read())["shards"]
+    except OSError:
+        return []
+
+
+def commit_all(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """A group member reads `topic` to its end and commits: partition -> committed offset."""
+    ck = need("confluent_kafka")
+    c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                     "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        tps = [ck.TopicPartition(topic, p) for p in range(partitions)]
+        high = {p: c.get_watermark_offsets(ck.TopicPartition(topic, p), timeout=10)[1]
+                for p in range(partitions)}
+        c.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in range(partitions)])
+        pos = {p: 0 for p in range(partitions)}
+        deadline = time.monotonic() + 60
+        while any(pos[p] < high[p] for p in pos):
+            assert time.monotonic() < deadline, f"read only {pos} of {high}"
+            for m in c.consume(num_messages=5000, timeout=0.5):
+                if m.error() is None:
+                    pos[m.partition()] = m.offset() + 1
+        c.commit(offsets=[ck.TopicPartition(topic, p, pos[p]) for p in pos], asynchronous=False)
+        return {tp.partition: tp.offset for tp in c.committed(tps, timeout=10)}
+    finally:
+        c.close()
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    ck = need("confluent_kafka")
+    c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = [ck.TopicPartition(topic, p) for p in range(partitions)]
+        return {tp.partition: tp.offset for tp in c.committed(tps, timeout=30)}
+    finally:
+        c.close()
+
+
+def test_a_joining_node_adds_a_data_shard(tmp_path):
+    need("confluent_kafka")
+    c = Cluster(
+        jet_binary(), tmp_path / "cluster", 4, replication_factor=3,
+        extra_args=["--shards", "3"],
+        expect={1: 3, 2: 3, 3: 3, 4: None},
+    )
+    try:
+        for i in (1, 2, 3):
+            c.node(i).spawn()
+        for i in (1, 2, 3):
+            c.node(i).wait_ready()
+        formed = wait_for(
+            "3 data shards with leaders on node 1",
+            lambda: (lambda s: s if len(s) == 4 and all(x["has_leader"] for x in s) else None)(
+                ready_shards(c.node(1))),
+            timeout_s=60,
+        )
+        assert sorted(s["shard"] for s in formed) == [0, 1, 2, 3], formed
+
+        before, partitions = "before", 3
+        bootstrap3 = ",".join(c.node(i).bootstrap for i in (1, 2, 3))
+        c.create_topic(before, partitions, 3)
+        load = ProducerLoad(bootstrap3, before, partitions, count=3000).start()
+        load.join()
+        load.assert_all_acked()
+        offsets = commit_all(bootstrap3, "grow-group", before, partitions)
+        assert sum(offsets.values()) == 3000, offsets
+
+        # Node 4 joins while writes go on.
+        during = ProducerLoad(bootstrap3, before, partitions, count=6000, rate=1500,
+                              max_s=60).start()
+        started = time.monotonic()
+        c.node(4).spawn()
+        c.node(4).wait_ready(timeout_s=120)
+
+        def spread():
+            per_node = {i: ready_shards(c.node(i)) for i in (1, 2, 3, 4)}
+            data = {i: [s for s in v if s["shard"] != 0] for i, v in per_node.items()}
+            # Every node holds 3 data shards, shard 4 among them somewhere, each with a leader
+            # and 3 replicas in sync.
+            ok = all(len(d) == 3 for d in data.values()) and all(
+                s["has_leader"] and len(s["replicas"]) == 3 and len(s["isr"]) == 3
+                for d in data.values() for s in d)
+            ids = {s["shard"] for d in data.values() for s in d}
+            return data if ok and ids == {1, 2, 3, 4} else None
+
+        data = wait_for("a 4th data shard, and 3 data shard replicas on every node", spread,
+                        timeout_s=60,
+                        diag=lambda: json.dumps({i: ready_shards(c.node(i)) for i in (1, 2, 3, 4)})
+                        + "\n" + c.log_tails(30))
+        print(f"grown and spread {time.monotonic() - started:.1f}s after node 4 started")
+        for i, d in data.items():
+            print(f"node {i}: " + ", ".join(f"shard {s['shard']} {s['replicas']}" for s in d))
+        new_shard = next(s for d in data.values() for s in d if s["shard"] == 4)
+
+        during.join()
+        during.assert_all_acked()
+        print(during.stall_report())
+
+        # A topic made now fills the new shard first: partition 0 has its replicas.
+        after = "after"
+        c.create_topic(after, 4, 3)
+        c.wait_fully_replicated(after, 4, 3)
+        md = c.metadata(timeout_s=10)
+        assert sorted(md.partitions(after)[0].replicas) == sorted(new_shard["replicas"]), (
+            md.describe(after), new_shard)
+        more = ProducerLoad(c.bootstrap, after, 4, count=4000).start()
+        more.join()
+        more.assert_all_acked()
+        assert_clean(check_delivery(more.acked, read_back(c.bootstrap, after, 4)),
+                     "written to the grown cluster")
+
+        # Both loads on `before` wrote sequence numbers from 0: check the second one's.
+        records = read_back(c.bootstrap, before, partitions)
+        end = {p: 0 for p in range(partitions)}
+        for _, (p, offset) in load.acked.items():
+            end[p] = max(end[p], offset + 1)
+        second = {p: [(o, v) for o, v in recs if o >= end[p]] for p, recs in records.items()}
+        first = {p: [(o, v) for o, v in recs if o < end[p]] for p, recs in records.items()}
+        assert_clean(check_delivery(load.acked, first), "written before the join")
+        assert_clean(check_delivery(during.acked, second), "written while node 4 joined")
+
+        # The group's coordinator did not move: its offsets are there.
+        assert committed(c.bootstrap, "grow-group", before, partitions) == offsets
+    finally:
+        c.kill_all()
+        print(f"--- cluster logs ({c.base_dir}) ---\n{c.log_tails()}")
