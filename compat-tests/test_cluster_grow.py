@@ -1,6 +1,8 @@
 """A cluster adds data shards as it grows: 3 nodes with `--shards 3` (3 data shard replicas
 per node: 3 shards of 3 replicas) and data, then a 4th node joins while an idempotent producer
-writes. The metadata leader admits it and adds a 4th data shard (3 × 4 nodes ÷ 3), and the
+writes. The 4th starts with the same flags as the first three (`--bootstrap-expect 3`, every
+node a seed), as a pod added to a StatefulSet does, and with the lowest node id: it finds the
+running cluster in gossip and joins it rather than forming one. The metadata leader admits it and adds a 4th data shard (3 × 4 nodes ÷ 3), and the
 replicas spread until every node holds 3. A topic created afterwards puts its first partition
 on the new shard (the least loaded); its data is written and read back with replication
 factor 3. Consumer groups stay where they were: offsets committed before the growth are there
@@ -71,23 +73,24 @@ def test_a_joining_node_adds_a_data_shard(tmp_path):
     c = Cluster(
         jet_binary(), tmp_path / "cluster", 4, replication_factor=3,
         extra_args=["--shards", "3"],
-        expect={1: 3, 2: 3, 3: 3, 4: None},
+        expect={1: 3, 2: 3, 3: 3, 4: 3},
     )
+    formers, joiner = (2, 3, 4), 1
     try:
-        for i in (1, 2, 3):
+        for i in formers:
             c.node(i).spawn()
-        for i in (1, 2, 3):
+        for i in formers:
             c.node(i).wait_ready()
         formed = wait_for(
-            "3 data shards with leaders on node 1",
+            "3 data shards with leaders on node 2",
             lambda: (lambda s: s if len(s) == 4 and all(x["has_leader"] for x in s) else None)(
-                ready_shards(c.node(1))),
+                ready_shards(c.node(2))),
             timeout_s=60,
         )
         assert sorted(s["shard"] for s in formed) == [0, 1, 2, 3], formed
 
         before, partitions = "before", 3
-        bootstrap3 = ",".join(c.node(i).bootstrap for i in (1, 2, 3))
+        bootstrap3 = ",".join(c.node(i).bootstrap for i in formers)
         c.create_topic(before, partitions, 3)
         load = ProducerLoad(bootstrap3, before, partitions, count=3000).start()
         load.join()
@@ -95,12 +98,15 @@ def test_a_joining_node_adds_a_data_shard(tmp_path):
         offsets = commit_all(bootstrap3, "grow-group", before, partitions)
         assert sum(offsets.values()) == 3000, offsets
 
-        # Node 4 joins while writes go on.
+        # Node 1 joins while writes go on.
         during = ProducerLoad(bootstrap3, before, partitions, count=6000, rate=1500,
                               max_s=60).start()
         started = time.monotonic()
-        c.node(4).spawn()
-        c.node(4).wait_ready(timeout_s=120)
+        c.node(joiner).spawn()
+        c.node(joiner).wait_ready(timeout_s=120)
+        wait_for("node 1 to log that it joins a running cluster",
+                 lambda: "joining it" in c.node(joiner).log_path.read_text(errors="replace"),
+                 timeout_s=10)
 
         def spread():
             per_node = {i: ready_shards(c.node(i)) for i in (1, 2, 3, 4)}
@@ -114,10 +120,10 @@ def test_a_joining_node_adds_a_data_shard(tmp_path):
             return data if ok and ids == {1, 2, 3, 4} else None
 
         data = wait_for("a 4th data shard, and 3 data shard replicas on every node", spread,
-                        timeout_s=60,
+                        timeout_s=180,
                         diag=lambda: json.dumps({i: ready_shards(c.node(i)) for i in (1, 2, 3, 4)})
                         + "\n" + c.log_tails(30))
-        print(f"grown and spread {time.monotonic() - started:.1f}s after node 4 started")
+        print(f"grown and spread {time.monotonic() - started:.1f}s after node 1 started")
         for i, d in data.items():
             print(f"node {i}: " + ", ".join(f"shard {s['shard']} {s['replicas']}" for s in d))
         new_shard = next(s for d in data.values() for s in d if s["shard"] == 4)
@@ -147,7 +153,7 @@ def test_a_joining_node_adds_a_data_shard(tmp_path):
         second = {p: [(o, v) for o, v in recs if o >= end[p]] for p, recs in records.items()}
         first = {p: [(o, v) for o, v in recs if o < end[p]] for p, recs in records.items()}
         assert_clean(check_delivery(load.acked, first), "written before the join")
-        assert_clean(check_delivery(during.acked, second), "written while node 4 joined")
+        assert_clean(check_delivery(during.acked, second), "written while node 1 joined")
 
         # The group's coordinator did not move: its offsets are there.
         assert committed(c.bootstrap, "grow-group", before, partitions) == offsets

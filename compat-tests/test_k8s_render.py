@@ -405,27 +405,38 @@ def test_values_that_cannot_work_fail_to_render(helm, yaml, values, message):
 LOOKUP = 'lookup "apps/v1" "StatefulSet" .Release.Namespace (include "jet.fullname" .)'
 
 
-@pytest.mark.parametrize("formed, replicas, refused", [(3, 3, False), (3, 5, True), (3, 1, True)])
-def test_upgrade_that_changes_the_cluster_size_is_refused(helm, yaml, tmp_path, formed, replicas,
-                                                         refused):
+@pytest.mark.parametrize("formed, replicas, refused",
+                         [(3, 3, False), (3, 5, False), (3, 1, True), (3, 2, True), (1, 3, True)])
+def test_upgrade_may_grow_the_cluster_and_never_shrinks_it(helm, yaml, tmp_path, formed, replicas,
+                                                           refused):
     """`lookup` finds nothing offline, so a copy of the chart stands a live StatefulSet (as an
-    install or upgrade would read it) in its place."""
+    install or upgrade would read it) in its place. Growing keeps every pod's flags (the formed
+    size as --bootstrap-expect, the formed pods as --seeds), so no existing pod restarts, and the
+    added pods join the running cluster."""
     import shutil
 
     chart = tmp_path / "jet"
     shutil.copytree(CHART, chart)
     helpers = chart / "templates" / "_helpers.tpl"
     text = helpers.read_text()
-    assert text.count(LOOKUP) == 1, "the size guard's lookup moved"
+    assert text.count(LOOKUP) == 1, "the formed size's lookup moved"
     live = (f'dict "metadata" (dict "annotations" (dict "jet/bootstrap-expect" "{formed}"))'
             f' "spec" (dict "replicas" {formed})')
     helpers.write_text(text.replace(LOOKUP, live))
     with helm.Chart.load(str(chart)) as c:
         if refused:
-            with pytest.raises(helm.HelmError, match=f"this cluster formed with {formed} nodes"):
+            with pytest.raises(helm.HelmError, match=f"this cluster formed with {formed} node"):
                 c.render({"replicas": replicas}, name=RELEASE, namespace=NAMESPACE)
-        else:
-            assert c.render({"replicas": replicas}, name=RELEASE, namespace=NAMESPACE)
+            return
+        rendered = c.render({"replicas": replicas}, name=RELEASE, namespace=NAMESPACE)
+    objects = [o for path, text in rendered.items() if not path.endswith("NOTES.txt")
+               for o in yaml.safe_load_all(text) if o]
+    (sts,) = by_kind(objects, "StatefulSet")
+    assert sts["spec"]["replicas"] == replicas
+    assert sts["metadata"]["annotations"]["jet/bootstrap-expect"] == str(formed)
+    flags = parse_args(sts["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert one(flags, "--bootstrap-expect") == str(formed)
+    assert len(one(flags, "--seeds").split(",")) == formed
 
 
 def test_chart_lints_without_warnings(helm):

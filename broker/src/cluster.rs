@@ -124,7 +124,10 @@ pub async fn form(
     ));
 
     let (members, joined_shards) = match (new_node, args.bootstrap_expect) {
-        (true, Some(expect)) => (wait_for_members(&gossip, expect as usize).await?, None),
+        (true, Some(expect)) => match form_or_join(&gossip, expect as usize).await? {
+            Start::Form(members) => (members, None),
+            Start::Join => (Vec::new(), Some(wait_for_cluster(&gossip).await?)),
+        },
         (true, None) => (Vec::new(), Some(wait_for_cluster(&gossip).await?)),
         (false, _) => (Vec::new(), None),
     };
@@ -180,36 +183,77 @@ async fn wait_for_cluster(gossip: &Gossip) -> anyhow::Result<u64> {
     }
 }
 
-/// Waits until `expect` nodes are visible in gossip; the members are the `expect` lowest ids.
-async fn wait_for_members(gossip: &Gossip, expect: usize) -> anyhow::Result<Vec<u64>> {
+/// How a node with an empty data directory and `--bootstrap-expect` starts.
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    /// Form the cluster with these members (sorted).
+    Form(Vec<u64>),
+    /// A cluster that does not list this node runs already: join it.
+    Join,
+}
+
+/// Decides whether a new node started with `--bootstrap-expect` forms the cluster or joins
+/// one, waiting on gossip until it can tell.
+async fn form_or_join(gossip: &Gossip, expect: usize) -> anyhow::Result<Start> {
+    let me = gossip.node_id();
     let mut view = gossip.subscribe();
     let mut last_log = tokio::time::Instant::now();
     loop {
-        let seen: Vec<u64> = view
-            .borrow_and_update()
-            .alive_nodes()
-            .map(|n| n.node_id)
-            .collect();
-        if seen.len() >= expect {
-            let mut members = seen;
-            members.sort_unstable();
-            members.truncate(expect);
-            if !members.contains(&gossip.node_id()) {
-                bail!(
-                    "{expect} nodes with lower ids formed the cluster without this node ({members:?}); give it a lower --node-id or start it with data"
-                );
+        let decided = decide_start(&view.borrow_and_update(), me, expect);
+        match decided {
+            Some(Start::Form(members)) => {
+                tracing::info!(?members, "forming a new cluster");
+                return Ok(Start::Form(members));
             }
-            tracing::info!(?members, "forming a new cluster");
-            return Ok(members);
+            Some(Start::Join) => {
+                tracing::info!(
+                    "a running cluster does not list this node: joining it (--bootstrap-expect applies only to forming)"
+                );
+                return Ok(Start::Join);
+            }
+            None => {}
         }
         if last_log.elapsed() >= Duration::from_secs(5) {
             last_log = tokio::time::Instant::now();
+            let seen: Vec<u64> = view.borrow().alive_nodes().map(|n| n.node_id).collect();
             tracing::info!(seen = ?seen, expect, "waiting for the cluster's nodes to appear in gossip");
         }
-        if view.changed().await.is_err() {
+        if tokio::time::timeout(Duration::from_millis(500), view.changed())
+            .await
+            .is_ok_and(|r| r.is_err())
+        {
             bail!("gossip stopped while waiting for the cluster's nodes");
         }
     }
+}
+
+/// The decision of [`form_or_join`] on one view, or `None` to wait:
+/// - a live node that runs a cluster (it publishes the nodes the cluster was formed with)
+///   decides it: a cluster formed with this node is formed again with exactly those nodes (this
+///   one was slow to start, and the others bootstrapped its replicas' peers); one formed
+///   without it is joined (a node added to a StatefulSet or a compose file, or one that lost
+///   its data and drew a new id);
+/// - else, once `expect` nodes are visible, the `expect` lowest ids form the cluster, and
+///   every node derives the same set. A node left out waits until they run, then joins.
+fn decide_start(view: &ClusterView, me: u64, expect: usize) -> Option<Start> {
+    let running = view
+        .alive_nodes()
+        .filter(|n| n.node_id != me && !n.formed_with.is_empty())
+        .max_by_key(|n| n.formed_with.len());
+    if let Some(n) = running {
+        return Some(if n.formed_with.contains(&me) {
+            Start::Form(n.formed_with.clone())
+        } else {
+            Start::Join
+        });
+    }
+    let mut seen: Vec<u64> = view.alive_nodes().map(|n| n.node_id).collect();
+    if seen.len() < expect {
+        return None;
+    }
+    seen.sort_unstable();
+    seen.truncate(expect);
+    seen.contains(&me).then_some(Start::Form(seen))
 }
 
 /// Feeds gossip to the transport and the node, and publishes what this node leads.
@@ -252,6 +296,13 @@ async fn follow_view(
                 .map(|st| (st.id, st.term.load(Ordering::Acquire), st.members().isr))
                 .collect();
             gossip.set_leadership(&leads).await;
+            let md = node.metadata();
+            let formed_with = if md.formed_with.is_empty() {
+                &md.members
+            } else {
+                &md.formed_with
+            };
+            gossip.set_formed_with(formed_with).await;
             if !ready {
                 ready = true;
                 gossip.set_ready(true).await;
@@ -373,6 +424,109 @@ impl Cluster {
         }
         if let Ok(t) = Arc::try_unwrap(self.transport) {
             t.shutdown().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jet_cluster::{Liveness, NodeInfo};
+
+    fn node(id: u64, alive: bool, formed_with: &[u64]) -> NodeInfo {
+        NodeInfo {
+            node_id: id,
+            generation: 1,
+            listeners: BTreeMap::new(),
+            peer_addr: SocketAddr::from(([127, 0, 0, 1], 9000 + id as u16)),
+            gossip_addr: SocketAddr::from(([127, 0, 0, 1], 9000 + id as u16)),
+            rack: None,
+            ready: !formed_with.is_empty(),
+            leads: Vec::new(),
+            isr: BTreeMap::new(),
+            formed_with: formed_with.to_vec(),
+            liveness: if alive {
+                Liveness::Alive
+            } else {
+                Liveness::Dead
+            },
+            is_self: false,
+        }
+    }
+
+    fn view(nodes: Vec<NodeInfo>) -> ClusterView {
+        ClusterView {
+            nodes,
+            duplicates: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn new_nodes_form_with_the_lowest_ids_or_join_a_running_cluster() {
+        let cases: Vec<(&str, ClusterView, u64, Option<Start>)> = vec![
+            (
+                "too few nodes seen: wait",
+                view(vec![node(1, true, &[]), node(2, true, &[])]),
+                1,
+                None,
+            ),
+            (
+                "a dead node does not count",
+                view(vec![
+                    node(1, true, &[]),
+                    node(2, true, &[]),
+                    node(3, false, &[]),
+                ]),
+                1,
+                None,
+            ),
+            (
+                "enough nodes: the lowest ids form",
+                view(vec![
+                    node(5, true, &[]),
+                    node(2, true, &[]),
+                    node(9, true, &[]),
+                ]),
+                9,
+                Some(Start::Form(vec![2, 5, 9])),
+            ),
+            (
+                "left out of the lowest ids: wait for them to run",
+                view(vec![
+                    node(1, true, &[]),
+                    node(2, true, &[]),
+                    node(3, true, &[]),
+                    node(4, true, &[]),
+                ]),
+                4,
+                None,
+            ),
+            (
+                "a running cluster formed with this node: form with its members",
+                view(vec![node(1, true, &[1, 2, 7]), node(7, true, &[])]),
+                7,
+                Some(Start::Form(vec![1, 2, 7])),
+            ),
+            (
+                "a running cluster without this node: join, even with a lower id",
+                view(vec![
+                    node(0, true, &[]),
+                    node(4, true, &[4, 5, 6]),
+                    node(5, true, &[4, 5, 6]),
+                    node(6, true, &[4, 5, 6]),
+                ]),
+                0,
+                Some(Start::Join),
+            ),
+            (
+                "a dead node's cluster decides nothing",
+                view(vec![node(1, false, &[1, 2, 3]), node(4, true, &[])]),
+                4,
+                None,
+            ),
+        ];
+        for (what, v, me, want) in cases {
+            assert_eq!(decide_start(&v, me, 3), want, "{what}");
         }
     }
 }

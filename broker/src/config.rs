@@ -47,8 +47,9 @@ pub struct Args {
     pub seeds: Vec<String>,
 
     /// A new cluster of N nodes: each of N nodes started with the same flags waits until N nodes
-    /// are visible in gossip, and all derive the same initial replicas. 1 makes a cluster of
-    /// one that others can join. Without it, a new node with --seeds joins the seeds' cluster
+    /// are visible in gossip, and all derive the same initial replicas; a new node that finds a
+    /// cluster formed without it joins it instead. 1 makes a cluster of one that others can
+    /// join. Without it, a new node with --seeds joins the seeds' cluster
     #[arg(long, env = "JET_BOOTSTRAP_EXPECT", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub bootstrap_expect: Option<u64>,

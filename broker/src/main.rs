@@ -211,9 +211,11 @@ async fn serve(args: Args, listeners: config::Listeners) -> anyhow::Result<()> {
         if let Some(shards) = formed.joined_shards {
             node_config.data_shards = shards;
         }
-        // Seeds without --bootstrap-expect: this node only ever joins (also when it restarts
-        // before its first snapshot arrived).
-        node_config.join = args.bootstrap_expect.is_none();
+        // A clustered node makes shards only when it forms the cluster now. Joining (seeds
+        // without --bootstrap-expect, or a running cluster found) or restarting, it never does:
+        // also not when it restarts before its first snapshot arrived, or crashed between
+        // creating its store and writing its first shards (it would form a cluster of one).
+        node_config.join = node_config.members.is_empty();
         let node = jet_replication::Node::start_clustered(node_config, Some(formed.network))
             .await
             .context("cannot start the node")?;

@@ -42,6 +42,16 @@ pub struct ClusterMetadata {
     /// shards could grow: the count stays.
     #[serde(default)]
     pub shards_per_node: u64,
+    /// The ids of deleted topics. A data shard's leader deletes a partition its metadata
+    /// does not list only when its topic is here (or when it serves the metadata itself): a
+    /// replica whose metadata lags has not seen the topic yet, which is not the same as gone.
+    #[serde(default)]
+    pub deleted_topics: std::collections::BTreeSet<Uuid>,
+    /// Each data shard's replicas (voters and learners) as its leader last reported them, and
+    /// the leader's applied index then: how a node learns that a replica it holds was removed
+    /// (see `driver/retire.rs`).
+    #[serde(default)]
+    pub shard_configs: BTreeMap<u64, (u64, Vec<u64>)>,
     /// The first voters of the shards [`MetaCommand::AddShards`] made: their configuration
     /// at index 0, which a replica that missed the command starts from.
     #[serde(default)]
@@ -50,6 +60,12 @@ pub struct ClusterMetadata {
     /// clusters existed: a cluster of this node alone.
     #[serde(default)]
     pub members: Vec<u64>,
+    /// The nodes [`MetaCommand::Init`] formed the cluster with, sorted; `members` grows as nodes
+    /// join, this never changes. Gossip publishes it so that a new node started with
+    /// `--bootstrap-expect` knows whether it is one of them (it forms) or not (it joins).
+    /// Empty in metadata made before it was recorded: `members` stands for it.
+    #[serde(default)]
+    pub formed_with: Vec<u64>,
     /// Each shard's voters, placement order (shard 0, the metadata shard, included); set by
     /// [`MetaCommand::Init`] from [`crate::placement`].
     #[serde(default)]
@@ -151,6 +167,16 @@ pub enum MetaCommand {
         shard: u64,
         /// Its replicas from now on, placement order (the first is the preferred leader).
         replicas: Vec<u64>,
+    },
+    /// A data shard's leader reports the shard's configuration (sorted voters and learners) as
+    /// of its applied index `index`; a report older than the recorded one is refused.
+    ShardConfigured {
+        /// The data shard.
+        shard: u64,
+        /// The leader's applied index when the configuration held.
+        index: u64,
+        /// Voters and learners, sorted.
+        members: Vec<u64>,
     },
     /// Admit a node that joined through gossip: it becomes a member, first a learner of the
     /// metadata shard, then a replica of the shards placement moves to it.
@@ -264,6 +290,7 @@ impl ClusterMetadata {
                             self.data_shards,
                             *replication_factor as usize,
                         );
+                        self.formed_with = members.clone();
                         self.members = members;
                         self.replication_factor = *replication_factor;
                     }
@@ -301,6 +328,23 @@ impl ClusterMetadata {
                 }
                 self.data_shards += replicas.len() as u64;
                 Ok(MetaEffect::ShardsAdded(added))
+            }
+            MetaCommand::ShardConfigured {
+                shard,
+                index,
+                members,
+            } => {
+                let newer = self
+                    .shard_configs
+                    .get(shard)
+                    .is_none_or(|(known, _)| known < index);
+                if *shard == 0 || !self.shard_replicas.contains_key(shard) || !newer {
+                    return Err(Error::InvalidRequest(format!(
+                        "configuration of shard {shard} at {index}: not a data shard, or older than the one recorded"
+                    )));
+                }
+                self.shard_configs.insert(*shard, (*index, members.clone()));
+                Ok(MetaEffect::None)
             }
             MetaCommand::AddMember { node } => {
                 if *node == 0 || self.members.is_empty() {
@@ -385,7 +429,10 @@ impl ClusterMetadata {
                 Ok(MetaEffect::PartitionsCreated(*id, placed))
             }
             MetaCommand::DeleteTopic { name } => match self.topics.remove(name) {
-                Some(t) => Ok(MetaEffect::TopicDeleted(t)),
+                Some(t) => {
+                    self.deleted_topics.insert(t.id);
+                    Ok(MetaEffect::TopicDeleted(t))
+                }
                 None => Err(Error::UnknownTopicOrPartition),
             },
             MetaCommand::CreatePartitions { name, total } => {
@@ -551,6 +598,23 @@ mod tests {
         assert_eq!(m.members, vec![1, 2, 3, 4]);
         m.apply(&set(1, &[1, 2, 4])).unwrap();
         assert_eq!(m.shard_replicas[&1], vec![1, 2, 4]);
+        // Configuration reports only move forward.
+        let conf = |shard, index, members: &[u64]| MetaCommand::ShardConfigured {
+            shard,
+            index,
+            members: members.to_vec(),
+        };
+        m.apply(&conf(1, 10, &[1, 2, 3, 4])).unwrap();
+        m.apply(&conf(1, 12, &[1, 2, 4])).unwrap();
+        for bad in [
+            conf(1, 11, &[1, 2, 3]),
+            conf(1, 12, &[1]),
+            conf(0, 20, &[1]),
+            conf(9, 20, &[1]),
+        ] {
+            assert!(m.apply(&bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(m.shard_configs[&1], (12, vec![1, 2, 4]));
         assert!(m.apply(&MetaCommand::AddMember { node: 0 }).is_err());
         // A cluster made before clusters existed has no member list to extend.
         let mut old = ClusterMetadata {

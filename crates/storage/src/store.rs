@@ -578,6 +578,21 @@ impl Batch {
         );
     }
 
+    /// Removes everything of this node's replica of `shard` from the Raft families: its
+    /// entries and its Raft state (the replica is gone; the shard lives on elsewhere).
+    pub fn delete_shard(&mut self, shard: u64) {
+        self.delete_raft_entries_from(shard, 0);
+        for field in [
+            RaftStateField::HardState,
+            RaftStateField::ConfState,
+            RaftStateField::Truncated,
+            RaftStateField::Applied,
+        ] {
+            self.wb
+                .delete_cf(self.store.cf(CF_RAFT_STATE), keys::raft_state(shard, field));
+        }
+    }
+
     /// Removes raft entries of `shard` up to and including `to` (applied, on every replica, and
     /// no longer referenced by any partition), and records the last removed index and term.
     pub fn truncate_raft_log(&mut self, shard: u64, to: u64, to_term: u64) {

@@ -24,6 +24,9 @@ pub(crate) const KEY_GENERATION: &str = "generation";
 pub(crate) const KEY_PEER_ADDR: &str = "peer_addr";
 pub(crate) const KEY_RACK: &str = "rack";
 pub(crate) const KEY_READY: &str = "ready";
+/// The nodes the cluster was formed with (`id,id,…`), published once the node runs: how a new
+/// node started with `--bootstrap-expect` tells a cluster it belongs to from one it must join.
+pub(crate) const KEY_FORMED_WITH: &str = "formed_with";
 pub(crate) const LISTENER_PREFIX: &str = "listener.";
 pub(crate) const LEADER_PREFIX: &str = "leader.";
 
@@ -39,6 +42,8 @@ pub(crate) struct Published {
     pub(crate) leads: Vec<(ShardId, Term)>,
     /// In-sync replicas of led shards, as the leader computes them.
     pub(crate) isr: BTreeMap<ShardId, Vec<NodeId>>,
+    /// The nodes the cluster was formed with, sorted; empty until the node runs.
+    pub(crate) formed_with: Vec<NodeId>,
 }
 
 impl Published {
@@ -53,6 +58,12 @@ impl Published {
         if let Some(rack) = &self.rack {
             kvs.push((KEY_RACK.to_owned(), rack.clone()));
         }
+        if !self.formed_with.is_empty() {
+            kvs.push((
+                KEY_FORMED_WITH.to_owned(),
+                formed_with_value(&self.formed_with),
+            ));
+        }
         for (name, addr) in &self.listeners {
             kvs.push((listener_key(name), addr.clone()));
         }
@@ -61,6 +72,12 @@ impl Published {
         }
         kvs
     }
+}
+
+/// `id,id,…`.
+pub(crate) fn formed_with_value(members: &[NodeId]) -> String {
+    let ids: Vec<String> = members.iter().map(|i| i.to_string()).collect();
+    ids.join(",")
 }
 
 pub(crate) fn listener_key(name: &str) -> String {
@@ -123,6 +140,7 @@ pub(crate) fn parse<'a>(key_values: impl Iterator<Item = (&'a str, &'a str)>) ->
     let mut listeners = BTreeMap::new();
     let mut leads = Vec::new();
     let mut isr = BTreeMap::new();
+    let mut formed_with = Vec::new();
     for (key, value) in key_values {
         let bad = |what: &str| Parsed::Malformed(format!("{what}: key {key:?}, value {value:?}"));
         match key {
@@ -144,6 +162,16 @@ pub(crate) fn parse<'a>(key_values: impl Iterator<Item = (&'a str, &'a str)>) ->
                 _ => return bad("readiness is not true or false"),
             },
             KEY_RACK => rack = Some(value.to_owned()),
+            KEY_FORMED_WITH => {
+                match value
+                    .split(',')
+                    .map(|id| id.parse::<NodeId>())
+                    .collect::<Result<Vec<_>, _>>()
+                {
+                    Ok(ids) => formed_with = ids,
+                    Err(_) => return bad("formed_with is not a list of node ids"),
+                }
+            }
             _ => {
                 if let Some(name) = key.strip_prefix(LISTENER_PREFIX) {
                     if !is_host_port(value) {
@@ -180,6 +208,7 @@ pub(crate) fn parse<'a>(key_values: impl Iterator<Item = (&'a str, &'a str)>) ->
         ready,
         leads,
         isr,
+        formed_with,
     })
 }
 
@@ -200,6 +229,7 @@ mod tests {
             ready: true,
             leads: vec![(1, 4), (9, 2)],
             isr: BTreeMap::from([(9, vec![3, 1, 2])]),
+            formed_with: vec![1, 2, 3],
         }
     }
 
@@ -227,6 +257,8 @@ mod tests {
             ("leader.1", "-1"),
             ("leader.1", "4;1,x"),
             ("leader.1", "4;"),
+            (KEY_FORMED_WITH, "1,,2"),
+            (KEY_FORMED_WITH, "1,x"),
         ] {
             let mut kvs = sample().to_key_values();
             kvs.retain(|(k, _)| k != key);

@@ -39,8 +39,8 @@ use tracing::info;
 pub use self::view::{ClusterView, DuplicateNodeId, Liveness, NodeInfo};
 
 use self::keys::{
-    is_host_port, leader_key, leader_value, listener_key, Published, KEY_RACK, KEY_READY,
-    LEADER_PREFIX,
+    formed_with_value, is_host_port, leader_key, leader_value, listener_key, Published,
+    KEY_FORMED_WITH, KEY_RACK, KEY_READY, LEADER_PREFIX,
 };
 use self::view::{Identity, Observed, ViewTracker};
 use crate::task::AbortOnDrop;
@@ -226,6 +226,7 @@ impl Gossip {
             ready: false,
             leads: Vec::new(),
             isr: BTreeMap::new(),
+            formed_with: Vec::new(),
         };
         let chitchat_config = ChitchatConfig {
             chitchat_id: chitchat_id.clone(),
@@ -304,6 +305,21 @@ impl Gossip {
     /// Publishes whether this node serves clients.
     pub async fn set_ready(&self, ready: bool) {
         self.update_self(|state| state.set(KEY_READY, ready)).await;
+    }
+
+    /// Publishes the nodes the cluster was formed with.
+    pub async fn set_formed_with(&self, members: &[NodeId]) {
+        let value = formed_with_value(members);
+        self.update_self(|state| {
+            if members.is_empty() {
+                if state.get(KEY_FORMED_WITH).is_some() {
+                    state.delete(KEY_FORMED_WITH);
+                }
+            } else if state.get(KEY_FORMED_WITH) != Some(value.as_str()) {
+                state.set(KEY_FORMED_WITH, &value);
+            }
+        })
+        .await;
     }
 
     /// Publishes the shards this node leads, replacing the previous set: keys of shards no

@@ -51,6 +51,8 @@ pub struct NodeInfo {
     pub leads: Vec<(ShardId, Term)>,
     /// The in-sync replicas it computed for the shards it leads.
     pub isr: BTreeMap<ShardId, Vec<NodeId>>,
+    /// The nodes its cluster was formed with; empty until it runs.
+    pub formed_with: Vec<NodeId>,
     /// Alive, unreachable or dead.
     pub liveness: Liveness,
     /// This is the local node.
@@ -246,6 +248,7 @@ impl ViewTracker {
                 ready: published.ready,
                 leads: published.leads,
                 isr: published.isr,
+                formed_with: published.formed_with,
                 liveness,
                 is_self: obs.is_self,
             });
@@ -331,6 +334,7 @@ mod tests {
             ready: true,
             leads: vec![(1, 5)],
             isr: BTreeMap::new(),
+            formed_with: Vec::new(),
         };
         Observed {
             identity: Identity {

@@ -31,7 +31,7 @@ use crate::Error;
 
 /// Least time between two configuration changes a leader proposes for one shard, and between
 /// two re-placements the metadata leader proposes.
-const CHANGE_EVERY: Duration = Duration::from_secs(1);
+pub(super) const CHANGE_EVERY: Duration = Duration::from_secs(1);
 /// A snapshot not acknowledged within this long is taken as lost (a connection that broke after
 /// the frame was queued says nothing), and raft-rs is told so: it probes and sends another.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(20);

@@ -35,6 +35,7 @@ mod membership;
 pub mod network;
 mod ready;
 mod restore;
+mod retire;
 #[cfg(test)]
 mod sim_moves;
 #[cfg(test)]
@@ -227,6 +228,8 @@ struct Shard {
     last_conf_change: Option<Instant>,
     /// Peers this leader is sending a snapshot to, and since when.
     snapshotting: HashMap<u64, Instant>,
+    /// When this leader last reported the shard's configuration to the metadata.
+    last_config_report: Option<Instant>,
 }
 
 struct Driver {
@@ -468,6 +471,8 @@ impl Driver {
             self.balance_leaders();
             self.place_replicas();
             self.change_membership();
+            self.report_configurations();
+            self.retire_replicas()?;
             self.expire_forwarded();
             self.report_metrics();
         }
@@ -707,8 +712,18 @@ impl Driver {
                 }
             }
         }
+        // A partition its metadata does not list is deleted only when the topic is known to be
+        // gone: metadata that lags (a replica that has not applied the topic's creation yet)
+        // would otherwise delete a live partition, acknowledged records and all.
+        let authoritative = self.shard_ref(METADATA_SHARD).is_some_and(|s| {
+            s.raw.raft.state == StateRole::Leader && s.applied_term == s.raw.raft.term
+        });
+        let deleted = &self.machine.metadata.deleted_topics;
         for (tp, part) in &self.machine.parts {
-            if !wanted.contains(tp) && !self.reconciling.contains(tp) {
+            if !wanted.contains(tp)
+                && !self.reconciling.contains(tp)
+                && (authoritative || deleted.contains(&tp.topic_id))
+            {
                 delete.entry(part.state.shard).or_default().push(*tp);
             }
         }

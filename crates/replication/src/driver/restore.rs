@@ -258,5 +258,6 @@ pub(super) fn new_shard(id: u64, raw: RawNode<ShardLog>, now: std::time::Instant
         prepared_at: None,
         last_conf_change: None,
         snapshotting: HashMap::new(),
+        last_config_report: None,
     }
 }

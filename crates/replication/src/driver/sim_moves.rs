@@ -180,6 +180,9 @@ impl Moves {
                     answered.push((topic.clone(), *tp, o.base_offset, payload.clone()));
                     false
                 }
+                // A leader handing its shard over (balancing) refuses what it has not
+                // committed: clients retry, and so does `append_all`.
+                Ok(Err(Error::NotLeader)) => false,
                 Ok(Err(e)) if !faults => {
                     panic!("seed {seed}: append to {topic} {tp:?} failed: {e}")
                 }
@@ -374,9 +377,9 @@ impl Moves {
         });
     }
 
-    /// `count` acknowledged appends to topic `name`, round robin over its partitions. With
-    /// faults, an append refused by a leader that just lost its shard (a leader transfer
-    /// after the chaos) is made again, a few rounds at most.
+    /// `count` acknowledged appends to topic `name`, round robin over its partitions. An
+    /// append refused by a leader that just handed its shard over is made again, a few rounds
+    /// at most.
     fn append_all(&mut self, name: &str, count: usize) {
         let seed = self.seed;
         let before = self.acknowledged.len();
@@ -390,7 +393,7 @@ impl Moves {
             .unwrap()
             .partitions
             .clone();
-        for _round in 0..if self.faults { 5 } else { 1 } {
+        for _round in 0..5 {
             let missing = count - (self.acknowledged.len() - before);
             for n in 0..missing {
                 let p = n % partitions.len();
@@ -604,6 +607,35 @@ fn run_grow(seed: u64, faults: bool) {
     m.append_all("grown", RECORDS);
     m.converge(None);
     m.check_replicas();
+    // The replicas the moves left behind are dropped, data and all.
+    m.run_until("the replicas moved away retired", 4_000, |m| {
+        m.live().all(|d| {
+            let md = &d.machine.metadata;
+            d.shards
+                .iter()
+                .all(|s| s.id == 0 || md.shard_replicas[&s.id].contains(&d.config.node_id))
+                && d.machine
+                    .parts
+                    .values()
+                    .all(|p| md.shard_replicas[&p.state.shard].contains(&d.config.node_id))
+        })
+    });
+    for d in m.live() {
+        let held = d.store.stored_shards().unwrap();
+        let named: Vec<u64> = d
+            .machine
+            .metadata
+            .shard_replicas
+            .iter()
+            .filter(|(s, r)| **s == 0 || r.contains(&d.config.node_id))
+            .map(|(s, _)| *s)
+            .collect();
+        assert_eq!(
+            held, named,
+            "seed {seed}: node {} stores replicas",
+            d.config.node_id
+        );
+    }
     let md = m.live().next().unwrap().machine.metadata.clone();
     assert_eq!(md.members, NODES.to_vec(), "seed {seed}");
     assert_eq!(

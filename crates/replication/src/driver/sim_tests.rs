@@ -525,3 +525,14 @@ fn sim_multi_raft_keeps_its_invariants() {
         run_seed(seed);
     }
 }
+
+/// Seed 65 (at the commit that added it) elects a data shard leader whose metadata had not
+/// applied the topic's creation yet; reconciling deleted the partition, and with it 14
+/// acknowledged records, which the other replicas then re-created empty. Partitions are now
+/// deleted only for topics the metadata records as deleted.
+#[test]
+fn sim_lagging_metadata_keeps_partitions() {
+    for seed in sim_seeds(65..=65) {
+        run_seed(seed);
+    }
+}

@@ -212,7 +212,7 @@ impl Machine {
 
     /// Drops what this replica held of `shard` (into `wb`, and from memory), before a
     /// snapshot's state replaces it.
-    fn forget_shard(
+    pub(super) fn forget_shard(
         &mut self,
         shard: u64,
         wb: &mut Batch,

@@ -55,9 +55,8 @@ pub struct NodeConfig {
     pub members: Vec<u64>,
     /// Replicas per data shard of a new cluster (capped by the node count).
     pub replication_factor: u64,
-    /// This node joins a running cluster (`--seeds` without `--bootstrap-expect`): it never
-    /// makes shards of its own; the metadata leader admits it and its replicas arrive as
-    /// snapshots.
+    /// This node never makes shards of its own (a clustered node that joins a running cluster
+    /// or restarts): the metadata leader admits it and its replicas arrive as snapshots.
     pub join: bool,
     /// A follower counts as in sync while it caught up with the leader's log within this long
     /// (Kafka's `replica.lag.time.max.ms`).

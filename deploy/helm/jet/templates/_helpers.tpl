@@ -61,12 +61,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
-{{/* The gossip address of every pod, comma-separated: the --seeds of each node. */}}
+{{/*
+The number of nodes the cluster formed with (--bootstrap-expect): the live StatefulSet's
+`jet/bootstrap-expect` annotation during `helm upgrade`, else (a new release, and offline renders
+where `lookup` finds nothing) `replicas`. It stays the same when the StatefulSet grows, so adding
+pods changes no existing pod's flags and restarts none.
+*/}}
+{{- define "jet.formedSize" -}}
+{{- $live := lookup "apps/v1" "StatefulSet" .Release.Namespace (include "jet.fullname" .) -}}
+{{- $formed := "" -}}
+{{- if $live -}}
+{{- $formed = dig "metadata" "annotations" "jet/bootstrap-expect" "" $live -}}
+{{- end -}}
+{{- if $formed -}}{{ toString $formed }}{{- else -}}{{ int .Values.replicas }}{{- end -}}
+{{- end -}}
+
+{{/* The gossip address of every pod the cluster formed with, comma-separated: the --seeds of
+each node (pods added later find the cluster through them). */}}
 {{- define "jet.seeds" -}}
 {{- $fullname := include "jet.fullname" . -}}
 {{- $domain := include "jet.podDomain" . -}}
 {{- $seeds := list -}}
-{{- range $i := until (int .Values.replicas) -}}
+{{- range $i := until (int (include "jet.formedSize" .)) -}}
 {{- $seeds = append $seeds (printf "%s-%d.%s:%d" $fullname $i $domain (int $.Values.ports.gossip)) -}}
 {{- end -}}
 {{- join "," $seeds -}}
@@ -88,15 +104,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail "ports.gossip is UDP: it may equal ports.peer, or be a port of its own" -}}
 {{- end -}}
 {{/*
-The cluster size is fixed when the cluster forms: an upgrade of a running release must keep it.
-`lookup` reads the live StatefulSet during `helm install/upgrade` (it is empty in `helm template`
-and offline renders).
+A running cluster can grow: pods added to the StatefulSet start with the formed size as
+--bootstrap-expect, find the running cluster in gossip and join it. It cannot shrink: Jet has no
+decommissioning, and removed pods would take shard majorities with them. A cluster formed as one
+node has no gossip or peer flags at all, so it stays one node.
 */}}
-{{- $live := lookup "apps/v1" "StatefulSet" .Release.Namespace (include "jet.fullname" .) -}}
-{{- if $live -}}
-{{- $formed := dig "metadata" "annotations" "jet/bootstrap-expect" "" $live -}}
-{{- if and $formed (ne (toString $formed) (toString (int .Values.replicas))) -}}
-{{- fail (printf "replicas is %d but this cluster formed with %s nodes: Jet cannot add or remove nodes of a running cluster yet (see docs/kubernetes.md)" (int .Values.replicas) (toString $formed)) -}}
+{{- $formed := int (include "jet.formedSize" .) -}}
+{{- $replicas := int .Values.replicas -}}
+{{- if lt $replicas $formed -}}
+{{- fail (printf "replicas is %d but this cluster formed with %d nodes: Jet cannot remove nodes of a running cluster (see docs/kubernetes.md)" $replicas $formed) -}}
 {{- end -}}
+{{- if and (eq $formed 1) (ne $replicas 1) -}}
+{{- fail (printf "replicas is %d but this cluster formed with 1 node, which runs without cluster flags: it cannot grow (see docs/kubernetes.md)" $replicas) -}}
 {{- end -}}
 {{- end -}}
