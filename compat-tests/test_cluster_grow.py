@@ -160,3 +160,60 @@ def test_a_joining_node_adds_a_data_shard(tmp_path):
     finally:
         c.kill_all()
         print(f"--- cluster logs ({c.base_dir}) ---\n{c.log_tails()}")
+
+
+def test_a_joiner_killed_before_its_first_snapshot_joins_again(tmp_path):
+    """A node that joins with `--bootstrap-expect` (as a pod added to a StatefulSet does) and is
+    killed after it made its store but before the cluster's state reached it restarts with a
+    data directory and no cluster in it. It joins again: it never forms a cluster of one."""
+    need("confluent_kafka")
+    c = Cluster(jet_binary(), tmp_path / "cluster", 4, replication_factor=3,
+                expect={1: 3, 2: 3, 3: 3, 4: 3})
+    formers, joiner = (2, 3, 4), c.node(1)
+    try:
+        for i in formers:
+            c.node(i).spawn()
+        for i in formers:
+            c.node(i).wait_ready()
+        topic, partitions = "kept", 3
+        bootstrap3 = ",".join(c.node(i).bootstrap for i in formers)
+        c.create_topic(topic, partitions, 3)
+        load = ProducerLoad(bootstrap3, topic, partitions, count=1000).start()
+        load.join()
+        load.assert_all_acked()
+
+        # The formers stop the moment node 1 starts its node, so no snapshot reaches it.
+        joiner.spawn()
+        wait_for("node 1 to decide to join",
+                 lambda: "joining a running cluster"
+                 in joiner.log_path.read_text(errors="replace"),
+                 timeout_s=60, interval_s=0.005)
+        for i in formers:
+            c.node(i).sigstop()
+        wait_for("node 1 to create its store", lambda: (joiner.data_dir / "CURRENT").exists(),
+                 timeout_s=20, interval_s=0.05)
+        time.sleep(1)
+        got_state = "installed a snapshot shard=0" in joiner.log_path.read_text(errors="replace")
+        print(f"node 1 had the metadata before its kill: {got_state}")
+        joiner.kill9()
+        for i in formers:
+            c.node(i).sigcont()
+
+        joiner.spawn()
+        joiner.wait_ready(timeout_s=120)
+
+        def joined():
+            md = c.metadata(timeout_s=5, bootstrap=joiner.bootstrap)
+            parts = md.partitions(topic)
+            return md if sorted(md.brokers) == [1, 2, 3, 4] and len(parts) == partitions else None
+
+        md = wait_for("node 1 to serve the cluster's metadata: 4 brokers and the topic", joined,
+                      timeout_s=60, diag=lambda: c.log_tails(30))
+        log = joiner.log_path.read_text(errors="replace")
+        assert "forming a new cluster" not in log, joiner.log_tail(60)
+        assert md.controller in (2, 3, 4), md.describe(topic)
+        assert_clean(check_delivery(load.acked, read_back(joiner.bootstrap, topic, partitions)),
+                     "written before node 1 joined, read through it")
+    finally:
+        c.kill_all()
+        print(f"--- cluster logs ({c.base_dir}) ---\n{c.log_tails()}")
