@@ -68,6 +68,17 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
         c.close()
 
 
+def write_acked(c: Cluster, nodes, topic: str, partitions: int, count: int):
+    """Creates `topic` (replication factor 3) and writes `count` acknowledged messages through
+    `nodes`: their bootstrap list and the finished load."""
+    bootstrap = ",".join(c.node(i).bootstrap for i in nodes)
+    c.create_topic(topic, partitions, 3)
+    load = ProducerLoad(bootstrap, topic, partitions, count=count).start()
+    load.join()
+    load.assert_all_acked()
+    return bootstrap, load
+
+
 def test_a_joining_node_adds_a_data_shard(tmp_path):
     need("confluent_kafka")
     c = Cluster(
@@ -90,11 +101,7 @@ def test_a_joining_node_adds_a_data_shard(tmp_path):
         assert sorted(s["shard"] for s in formed) == [0, 1, 2, 3], formed
 
         before, partitions = "before", 3
-        bootstrap3 = ",".join(c.node(i).bootstrap for i in formers)
-        c.create_topic(before, partitions, 3)
-        load = ProducerLoad(bootstrap3, before, partitions, count=3000).start()
-        load.join()
-        load.assert_all_acked()
+        bootstrap3, load = write_acked(c, formers, before, partitions, 3000)
         offsets = commit_all(bootstrap3, "grow-group", before, partitions)
         assert sum(offsets.values()) == 3000, offsets
 
@@ -176,11 +183,7 @@ def test_a_joiner_killed_before_its_first_snapshot_joins_again(tmp_path):
         for i in formers:
             c.node(i).wait_ready()
         topic, partitions = "kept", 3
-        bootstrap3 = ",".join(c.node(i).bootstrap for i in formers)
-        c.create_topic(topic, partitions, 3)
-        load = ProducerLoad(bootstrap3, topic, partitions, count=1000).start()
-        load.join()
-        load.assert_all_acked()
+        _, load = write_acked(c, formers, topic, partitions, 1000)
 
         # The formers stop the moment node 1 starts its node, so no snapshot reaches it.
         joiner.spawn()
